@@ -1,0 +1,426 @@
+"""``FaxClient``: configuration, the one pooled httpx client, and the send loop with retries."""
+
+from __future__ import annotations
+
+import json as _json
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self, TypeVar
+
+import httpx
+
+from ._config import (
+    DEFAULT_LIMITS,
+    DEFAULT_MAX_CONCURRENT_DOWNLOADS,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+    account_id,
+    mask_key,
+    resolve_api_key,
+    resolve_base_url,
+)
+from ._converter import structure
+from ._exceptions import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    ClientClosedError,
+    ConfigurationError,
+    InvalidRequestError,
+    RateLimitError,
+    ValidationError,
+    excerpt,
+    find_request_id,
+    status_error_class,
+)
+from ._limiter import DownloadLimiter, default_limiter
+from ._retry import RetryPolicy, parse_retry_after, retrying
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from .resources.numbers import Numbers
+    from .resources.received import Received
+    from .resources.routing import Routing
+    from .resources.webhooks import Webhooks
+
+__all__ = ["AUTH_HEADER", "FaxClient"]
+
+logger = logging.getLogger("audian_fax_async")
+T = TypeVar("T")
+
+AUTH_HEADER = "X-Auth-Token"
+_REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
+_MAX_REDIRECTS = 5
+
+
+class FaxClient:
+    """An async client for the Audian Receive Fax API.
+
+    ::
+
+        async with FaxClient() as client:            # key from AUDIAN_API_KEY
+            page = await client.received.list(limit=20)
+            async for fax in client.received.iter(status="received"):
+                await client.received.download(fax.id, "faxes/")
+
+    The API key comes from ``api_key`` or the ``AUDIAN_API_KEY`` environment variable and is sent
+    as the ``X-Auth-Token`` header, to the API's origin only (never to a host a redirect points to).
+    ``base_url`` comes from the argument, ``AUDIAN_BASE_URL``, or ``https://api.audian.com:8443/v2``.
+
+    Retries (connection errors, timeouts, 408, 429, 5xx) follow ``max_retries`` or a full
+    ``retry_policy``; requests that create something are retried only when they never reached
+    the server. Downloads hold a slot of ``limiter`` (by default one shared by every client of the
+    process, 10 per account), and at most ``max_concurrent_downloads`` from this client.
+
+    An injected ``http_client`` is used as is and never closed by this client. Works on asyncio
+    and trio.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | httpx.URL | None = None,
+        timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        http_client: httpx.AsyncClient | None = None,
+        limiter: DownloadLimiter | None = None,
+        max_concurrent_downloads: int = DEFAULT_MAX_CONCURRENT_DOWNLOADS,
+        retry_policy: RetryPolicy | None = None,
+        default_headers: Mapping[str, str] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._api_key = resolve_api_key(api_key)
+        self.base_url = resolve_base_url(base_url)
+        self._origin = (self.base_url.scheme, self.base_url.host, self.base_url.port)
+        if not 1 <= max_concurrent_downloads <= DEFAULT_MAX_CONCURRENT_DOWNLOADS:
+            raise ConfigurationError(
+                f"max_concurrent_downloads must be between 1 and {DEFAULT_MAX_CONCURRENT_DOWNLOADS} "
+                "(the account's limit)"
+            )
+        policy = retry_policy or RetryPolicy()
+        self.retry_policy = policy.with_max_retries(max_retries if retry_policy is None else None)
+        self.max_concurrent_downloads = max_concurrent_downloads
+        self.limiter: DownloadLimiter = limiter if limiter is not None else default_limiter()
+        self.account = account_id(self._api_key, self.base_url)
+        self._headers = {"User-Agent": f"audian-fax-async/{__version__}", "Accept": "application/json"}
+        if default_headers:
+            self._headers.update(default_headers)
+        self._own_http = http_client is None
+        self._http = http_client or httpx.AsyncClient(
+            timeout=timeout if not isinstance(timeout, int | float) else httpx.Timeout(timeout),
+            limits=DEFAULT_LIMITS,
+            follow_redirects=False,
+            transport=transport,
+        )
+        self._closed = False
+        self._client_slots: Any = None  # per-client cap, created lazily inside an event loop
+        self._resources: dict[str, Any] = {}
+
+    # -- resources ---------------------------------------------------------------------------
+
+    @property
+    def received(self) -> Received:
+        """Received faxes: list, iterate, get, update, archive, download."""
+        from .resources.received import Received
+
+        return self._resource("received", Received)
+
+    @property
+    def webhooks(self) -> Webhooks:
+        """Webhook subscriptions for incoming-fax events."""
+        from .resources.webhooks import Webhooks
+
+        return self._resource("webhooks", Webhooks)
+
+    @property
+    def routing(self) -> Routing:
+        """Routing rules for incoming faxes (email or webhook)."""
+        from .resources.routing import Routing
+
+        return self._resource("routing", Routing)
+
+    @property
+    def numbers(self) -> Numbers:
+        """Dedicated fax numbers."""
+        from .resources.numbers import Numbers
+
+        return self._resource("numbers", Numbers)
+
+    def _resource(self, name: str, cls: type[T]) -> T:
+        resource = self._resources.get(name)
+        if resource is None:
+            resource = self._resources[name] = cls(self)
+        return resource  # type: ignore[no-any-return]
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        self._ensure_open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool (unless it was injected). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._own_http:
+            await self._http.aclose()
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
+
+    def __repr__(self) -> str:
+        return f"<FaxClient base_url={str(self.base_url)!r} api_key={mask_key(self._api_key)!r}>"
+
+    def _ensure_open(self) -> None:
+        if self._closed:
+            raise ClientClosedError("This FaxClient is closed; create a new one.")
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def url_for(self, path: str) -> httpx.URL:
+        """The absolute URL of an API path such as ``fax/received`` (relative to ``base_url``)."""
+        if path.startswith(("http://", "https://")):
+            return httpx.URL(path)
+        return self.base_url.join(path.lstrip("/"))
+
+    def _same_origin(self, url: httpx.URL) -> bool:
+        return (url.scheme, url.host, url.port) == self._origin
+
+    def build_request(
+        self,
+        method: str,
+        url: str | httpx.URL,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Request:
+        target = url if isinstance(url, httpx.URL) else self.url_for(url)
+        merged = dict(self._headers)
+        if headers:
+            merged.update(headers)
+        if self._same_origin(target):
+            merged[AUTH_HEADER] = self._api_key
+        clean_params = {k: v for k, v in (params or {}).items() if v is not None}
+        return self._http.build_request(method, target, params=clean_params or None, json=json, headers=merged)
+
+    def _redirect(self, request: httpx.Request, response: httpx.Response) -> httpx.Request:
+        """The next request of a redirect: the key only goes back to the API's own origin."""
+        location = response.headers.get("Location")
+        if not location:
+            raise self._status_error(request, response)
+        target = request.url.join(location)
+        method = request.method
+        if response.status_code == 303 or (response.status_code in (301, 302) and method == "POST"):
+            method = "GET"
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
+        headers.pop(AUTH_HEADER, None)
+        headers = {k: v for k, v in headers.items() if k.lower() != AUTH_HEADER.lower()}
+        if self._same_origin(target):
+            headers[AUTH_HEADER] = self._api_key
+        content = request.content if method == request.method and method != "GET" else None
+        if content is None:
+            headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
+        return httpx.Request(method, target, headers=headers, content=content)
+
+    async def send(self, request: httpx.Request, *, stream: bool = False) -> httpx.Response:
+        """Send once (following redirects safely) and raise a typed error for an error status.
+
+        With ``stream=True`` the body is not read; the caller must ``aclose()`` the response.
+        """
+        self._ensure_open()
+        for _ in range(_MAX_REDIRECTS + 1):
+            response = await self._send_raw(request, stream=stream)
+            if response.status_code in _REDIRECT_STATUS and "Location" in response.headers:
+                await response.aclose()
+                request = self._redirect(request, response)
+                continue
+            if response.status_code >= 400:
+                try:
+                    if stream:
+                        await self._read_capped(response)
+                finally:
+                    await response.aclose()
+                raise self._status_error(request, response)
+            return response
+        raise APIConnectionError(
+            f"Too many redirects (more than {_MAX_REDIRECTS})",
+            method=request.method,
+            url=_safe_url(request.url),
+        )
+
+    async def _read_capped(self, response: httpx.Response, cap: int = 64 * 1024) -> None:
+        """Read at most ``cap`` bytes of an error body (an error page may be huge)."""
+        chunks = bytearray()
+        try:
+            async for chunk in response.aiter_raw():
+                chunks += chunk
+                if len(chunks) >= cap:
+                    break
+        except httpx.HTTPError:
+            pass
+        response._content = bytes(chunks[:cap])
+
+    async def _send_raw(self, request: httpx.Request, *, stream: bool) -> httpx.Response:
+        try:
+            return await self._http.send(request, stream=stream, follow_redirects=False)
+        except httpx.HTTPError as exc:
+            raise self.map_transport_error(exc, request) from exc
+
+    @staticmethod
+    def map_transport_error(exc: BaseException, request: httpx.Request) -> Exception:
+        """An httpx error as the SDK's typed error (the key is never part of the message)."""
+        method, url = request.method, _safe_url(request.url)
+        never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+        if isinstance(exc, httpx.UnsupportedProtocol):
+            return ConfigurationError(f"Unsupported URL for {method} {url}: {exc}")
+        if isinstance(exc, httpx.TimeoutException):
+            return APITimeoutError(
+                f"{type(exc).__name__} on {method} {url}", method=method, url=url, request_sent=not never_sent
+            )
+        return APIConnectionError(
+            f"{type(exc).__name__} on {method} {url}: {exc}".rstrip(": "),
+            method=method,
+            url=url,
+            request_sent=not never_sent,
+        )
+
+    @staticmethod
+    def _status_error(request: httpx.Request, response: httpx.Response) -> APIStatusError:
+        try:
+            text = response.text
+        except (httpx.ResponseNotRead, UnicodeDecodeError):
+            text = ""
+        code = api_message = None
+        try:
+            payload = _json.loads(text) if text else None
+        except ValueError:
+            payload = None
+        if isinstance(payload, dict):
+            err = payload.get("error")
+            if isinstance(err, dict):
+                code = err.get("code") if isinstance(err.get("code"), str) else None
+                msg = err.get("message")
+                api_message = msg if isinstance(msg, str) else None
+            elif isinstance(err, str):
+                api_message = err
+            if api_message is None and isinstance(payload.get("message"), str):
+                api_message = payload["message"]
+        status = response.status_code
+        cls = status_error_class(status)
+        url = _safe_url(request.url)
+        reason = response.reason_phrase or ""
+        detail = api_message or excerpt(text, 200)
+        message = f"{status} {reason} for {request.method} {url}" + (f": {detail}" if detail else "")
+        kwargs: dict[str, Any] = {
+            "status_code": status,
+            "method": request.method,
+            "url": url,
+            "body": excerpt(text),
+            "code": code,
+            "api_message": api_message,
+            "request_id": find_request_id(response.headers),
+            "response": response,
+        }
+        if cls is RateLimitError:
+            return RateLimitError(message, retry_after=parse_retry_after(response.headers.get("Retry-After")), **kwargs)
+        return cls(message, **kwargs)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        max_retries: int | None = None,
+        idempotent: bool | None = None,
+    ) -> httpx.Response:
+        """Call any API path (the escape hatch for what the SDK does not wrap yet).
+
+        Returns the read ``httpx.Response``; an error status raises the typed error. GET, HEAD,
+        PUT and DELETE are retried; other methods only when they never reached the server,
+        unless ``idempotent=True``::
+
+            response = await client.request("GET", "fax/received", params={"limit": 5})
+            data = response.json()
+        """
+        method = method.upper()
+        if idempotent is None:
+            idempotent = method in ("GET", "HEAD", "PUT", "DELETE", "OPTIONS")
+        policy = self.retry_policy.with_max_retries(max_retries)
+        async for attempt in retrying(policy, idempotent=idempotent, operation=f"{method} {path}"):
+            with attempt:
+                request = self.build_request(method, path, params=params, json=json, headers=headers)
+                response = await self.send(request)
+        return response
+
+    async def request_model(
+        self,
+        method: str,
+        path: str,
+        cls: type[T],
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        max_retries: int | None = None,
+        idempotent: bool | None = None,
+        envelope: str | None = None,
+    ) -> T:
+        """Call a path and structure its JSON body (or ``body[envelope]``) as ``cls``."""
+        response = await self.request(
+            method, path, params=params, json=json, max_retries=max_retries, idempotent=idempotent
+        )
+        data = decode_json(response)
+        if envelope is not None:
+            if not isinstance(data, dict) or envelope not in data:
+                raise ValidationError(f"response has no {envelope!r} field", path=f"$.{envelope}")
+            data = data[envelope]
+        return structure(data, cls)
+
+    # -- downloads (slots) -------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def download_slot(self) -> AsyncIterator[None]:
+        """Hold one of this client's download slots and one of the account's limiter slots."""
+        self._ensure_open()
+        import anyio
+
+        if self._client_slots is None:
+            self._client_slots = anyio.CapacityLimiter(self.max_concurrent_downloads)
+        async with self._client_slots, self.limiter.acquire(self.account):
+            yield
+
+
+def decode_json(response: httpx.Response) -> Any:
+    """The JSON body of a response, or a :class:`ValidationError` naming what is wrong."""
+    try:
+        return _json.loads(response.content)
+    except (ValueError, UnicodeDecodeError) as exc:
+        ctype = response.headers.get("content-type", "?")
+        raise ValidationError(
+            f"response to {response.request.method} {_safe_url(response.request.url)} is not valid JSON "
+            f"(content-type {ctype}): {exc}; body starts {excerpt(response.text, 80)!r}",
+            path="$",
+        ) from None
+
+
+def _safe_url(url: httpx.URL) -> str:
+    """The URL without userinfo (credentials never appear in messages)."""
+    return str(url.copy_with(username=None, password=None)) if url.userinfo else str(url)
+
+
+def check_limit(limit: int) -> None:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100:
+        raise InvalidRequestError(f"limit must be an integer from 1 to 100, got {limit!r}")

@@ -1,0 +1,73 @@
+"""Client configuration: defaults and where settings come from. No I/O."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping
+
+import httpx
+
+from ._exceptions import ConfigurationError
+
+__all__ = [
+    "API_KEY_ENV",
+    "BASE_URL_ENV",
+    "DEFAULT_BASE_URL",
+    "DEFAULT_LIMITS",
+    "DEFAULT_MAX_CONCURRENT_DOWNLOADS",
+    "DEFAULT_MAX_RETRIES",
+    "DEFAULT_TIMEOUT",
+    "account_id",
+    "mask_key",
+    "resolve_api_key",
+    "resolve_base_url",
+]
+
+API_KEY_ENV = "AUDIAN_API_KEY"
+BASE_URL_ENV = "AUDIAN_BASE_URL"
+DEFAULT_BASE_URL = "https://api.audian.com:8443/v2"
+DEFAULT_MAX_RETRIES = 3
+#: The account's documented limit: "Concurrent downloads: 10 per account".
+DEFAULT_MAX_CONCURRENT_DOWNLOADS = 10
+DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=30.0, pool=30.0)
+DEFAULT_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=32, keepalive_expiry=30.0)
+
+
+def resolve_api_key(api_key: str | None, env: Mapping[str, str] | None = None) -> str:
+    env = os.environ if env is None else env
+    key = api_key if api_key is not None else env.get(API_KEY_ENV)
+    if key is None or not key.strip():
+        raise ConfigurationError(
+            f"No API key: pass FaxClient(api_key=...) or set the {API_KEY_ENV} environment variable."
+        )
+    key = key.strip()
+    if any(ch in key for ch in "\r\n\x00"):
+        raise ConfigurationError("The API key contains a line break or NUL character.")
+    return key
+
+
+def resolve_base_url(base_url: str | httpx.URL | None, env: Mapping[str, str] | None = None) -> httpx.URL:
+    env = os.environ if env is None else env
+    raw = base_url if base_url is not None else env.get(BASE_URL_ENV) or DEFAULT_BASE_URL
+    try:
+        url = httpx.URL(str(raw))
+    except httpx.InvalidURL as exc:
+        raise ConfigurationError(f"Invalid base URL {raw!r}: {exc}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigurationError(f"Invalid base URL {str(raw)!r}: expected http(s)://host[:port]/path")
+    path = url.raw_path.decode("ascii").split("?", 1)[0]
+    if not path.endswith("/"):
+        path += "/"
+    return url.copy_with(raw_path=path.encode("ascii"), query=None, fragment=None)
+
+
+def mask_key(key: str) -> str:
+    """A form of the key safe for reprs and logs: never more than its last four characters."""
+    return "…" + key[-4:] if len(key) > 12 else "…"
+
+
+def account_id(api_key: str, base_url: httpx.URL) -> str:
+    """An opaque, stable name for the account behind a key (the key itself never leaves the client)."""
+    origin = f"{base_url.scheme}://{base_url.netloc.decode('ascii')}"
+    return hashlib.sha256(f"{origin}\x00{api_key}".encode()).hexdigest()[:24]

@@ -1,0 +1,161 @@
+"""When to retry, and how long to wait: small pure functions, plus the tenacity wiring.
+
+The decision (:func:`should_retry`) and the wait (:func:`backoff_delay`, :func:`parse_retry_after`)
+are pure and tested on their own. :func:`retrying` builds a fresh ``AsyncRetrying`` for every call,
+because one instance keeps per-run state and is not safe to share between tasks.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+import anyio
+from attrs import evolve, field, frozen
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+
+from ._exceptions import APIConnectionError, APIStatusError, IncompleteDownloadError, RateLimitError
+
+__all__ = [
+    "RETRYABLE_STATUS",
+    "RetryPolicy",
+    "backoff_delay",
+    "parse_retry_after",
+    "retrying",
+    "should_retry",
+]
+
+logger = logging.getLogger("audian_fax_async")
+
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+@frozen
+class RetryPolicy:
+    """How the client retries.
+
+    ``max_retries`` retries follow the first attempt. Waits grow exponentially from
+    ``initial_delay`` to ``max_delay`` with jitter; a ``Retry-After`` from the API is honoured
+    when it is longer, unless it exceeds ``max_retry_after``: then the error is raised instead of
+    sleeping for hours. ``sleep`` and ``random`` are injectable so tests never wait.
+    """
+
+    max_retries: int = field(default=3)
+    initial_delay: float = 0.5
+    max_delay: float = 8.0
+    max_retry_after: float = 60.0
+    jitter: float = 0.25
+    sleep: Callable[[float], Awaitable[None]] = field(default=anyio.sleep, repr=False)
+    random: Callable[[], float] = field(default=random.random, repr=False)
+
+    @max_retries.validator
+    def _check_max_retries(self, _: object, value: int) -> None:
+        if value < 0:
+            raise ValueError("max_retries must be >= 0")
+
+    def with_max_retries(self, max_retries: int | None) -> RetryPolicy:
+        return self if max_retries is None else evolve(self, max_retries=max_retries)
+
+
+def should_retry(exc: BaseException, *, idempotent: bool, policy: RetryPolicy) -> bool:
+    """True when ``exc`` is worth another attempt.
+
+    A non-idempotent request (one that creates something) is retried only when it surely never
+    reached the server: a retry after it was sent could create the thing twice.
+    """
+    if isinstance(exc, APIConnectionError):
+        return idempotent or not exc.request_sent
+    if isinstance(exc, IncompleteDownloadError):
+        return idempotent
+    if isinstance(exc, APIStatusError):
+        if not idempotent or exc.status_code not in RETRYABLE_STATUS:
+            return False
+        retry_after = getattr(exc, "retry_after", None)
+        return not (retry_after is not None and retry_after > policy.max_retry_after)
+    return False
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    if seconds != seconds:  # NaN
+        return None
+    return max(0.0, seconds)
+
+
+def backoff_delay(attempt: int, policy: RetryPolicy, *, retry_after: float | None = None) -> float:
+    """The wait before retry number ``attempt`` (1-based)."""
+    base: float = min(policy.max_delay, policy.initial_delay * (2 ** (attempt - 1)))
+    delay: float = base * (1 - policy.jitter * float(policy.random()))
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return delay
+
+
+def _wait(policy: RetryPolicy) -> Callable[[RetryCallState], float]:
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        retry_after = exc.retry_after if isinstance(exc, RateLimitError) else None
+        return backoff_delay(state.attempt_number, policy, retry_after=retry_after)
+
+    return wait
+
+
+def _log_retry(operation: str) -> Callable[[RetryCallState], None]:
+    def before_sleep(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        logger.warning(
+            "retrying %s in %.2fs (attempt %d failed: %s: %s)",
+            operation,
+            wait,
+            state.attempt_number,
+            type(exc).__name__,
+            exc,
+        )
+
+    return before_sleep
+
+
+def retrying(
+    policy: RetryPolicy,
+    *,
+    idempotent: bool,
+    operation: str,
+    on_retry: Callable[[BaseException], None] | None = None,
+) -> AsyncRetrying:
+    """A fresh ``AsyncRetrying`` for one call (never share one between tasks)."""
+    logger_hook = _log_retry(operation)
+
+    def before_sleep(state: RetryCallState) -> None:
+        logger_hook(state)
+        if on_retry is not None and state.outcome is not None:
+            exc = state.outcome.exception()
+            if exc is not None:
+                on_retry(exc)
+
+    return AsyncRetrying(
+        stop=stop_after_attempt(policy.max_retries + 1),
+        retry=retry_if_exception(lambda e: should_retry(e, idempotent=idempotent, policy=policy)),
+        wait=_wait(policy),
+        sleep=policy.sleep,
+        before_sleep=before_sleep,
+        reraise=True,
+    )

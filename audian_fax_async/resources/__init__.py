@@ -1,0 +1,1 @@
+"""Resource namespaces that mirror the API: ``client.received``, ``.webhooks``, ``.routing``, ``.numbers``."""

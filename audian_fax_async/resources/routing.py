@@ -1,0 +1,41 @@
+"""``client.routing``: where incoming faxes are routed (email or webhook)."""
+
+from __future__ import annotations
+
+from .._exceptions import InvalidRequestError
+from .._models import RoutingRule, RoutingType
+from ._base import Resource, enum_value
+
+__all__ = ["Routing"]
+
+
+class Routing(Resource):
+    """Routing rules (``POST /fax/routing``)."""
+
+    async def create(
+        self,
+        *,
+        type: RoutingType | str,
+        destination: str,
+        attach_document: bool = False,
+        enabled: bool = True,
+        max_retries: int | None = None,
+    ) -> RoutingRule:
+        """Route incoming faxes to an email address or a URL.
+
+        Not retried once the request may have reached the API (a retry could create two rules)::
+
+            rule = await client.routing.create(type="email", destination="faxes@example.com",
+                                               attach_document=True)
+        """
+        if not isinstance(destination, str) or not destination.strip():
+            raise InvalidRequestError("destination must be a non-empty string")
+        body = {
+            "type": enum_value(type, RoutingType, "type"),
+            "destination": destination,
+            "attach_document": bool(attach_document),
+            "enabled": bool(enabled),
+        }
+        return await self._client.request_model(
+            "POST", "fax/routing", RoutingRule, json=body, max_retries=max_retries, idempotent=False
+        )

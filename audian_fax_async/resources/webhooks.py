@@ -1,0 +1,48 @@
+"""``client.webhooks``: subscribe a URL to incoming-fax events."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import httpx
+
+from .._exceptions import InvalidRequestError
+from .._models import Webhook, WebhookEventType, WebhookFormat
+from ._base import Resource, enum_value, enum_values
+
+__all__ = ["Webhooks"]
+
+
+class Webhooks(Resource):
+    """Webhook subscriptions (``POST /fax/webhooks``)."""
+
+    async def create(
+        self,
+        *,
+        url: str,
+        events: Iterable[WebhookEventType | str],
+        enabled: bool = True,
+        format: WebhookFormat | str = WebhookFormat.JSON,
+        max_retries: int | None = None,
+    ) -> Webhook:
+        """Subscribe ``url`` to ``events`` (``fax_received``, ``fax_processed``).
+
+        Not retried once the request may have reached the API (a retry could subscribe twice)::
+
+            hook = await client.webhooks.create(url="https://example.com/fax", events=["fax_received"])
+        """
+        try:
+            parsed = httpx.URL(url)
+        except (httpx.InvalidURL, TypeError):
+            raise InvalidRequestError(f"url is not a valid URL: {url!r}") from None
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise InvalidRequestError(f"url must be an absolute http(s) URL, got {url!r}")
+        body = {
+            "url": url,
+            "events": enum_values(events, WebhookEventType, "events"),
+            "enabled": bool(enabled),
+            "format": enum_value(format, WebhookFormat, "format"),
+        }
+        return await self._client.request_model(
+            "POST", "fax/webhooks", Webhook, json=body, max_retries=max_retries, idempotent=False
+        )
