@@ -1,0 +1,431 @@
+"""``received.download_all``: the bulk archive engine.
+
+One task walks the listing (drift-proof, see ``_pagination``) and feeds a bounded memory stream;
+workers, one per download slot, take faxes from it, so the listing runs ahead just enough to keep
+every slot busy while memory stays bounded by the concurrency, not by the size of the archive.
+Every fax ends as exactly one :class:`DownloadOutcome`: downloaded, skipped or failed with its
+error. A manifest in the destination folder (JSON lines, appended and fsynced after each file is
+durably in place) makes a rerun skip what is complete, also after the process was killed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import AsyncGenerator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, Self
+
+import anyio
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from attrs import define, field, frozen
+
+from ._download import download_file
+from ._exceptions import AudianError, DestinationError, InvalidRequestError
+from ._models import DownloadOutcome, FaxStatus, OutcomeKind, ReceivedFax
+from ._paths import cleanup_partial_files, is_inside, render_template, safe_filename
+
+if TYPE_CHECKING:
+    from ._client import FaxClient
+
+__all__ = ["MANIFEST_NAME", "BulkDownload", "BulkProgress", "Manifest", "ManifestEntry"]
+
+logger = logging.getLogger("audian_fax_async")
+
+MANIFEST_NAME = ".audian-manifest.jsonl"
+AfterAction = Literal["processed", "archived"]
+
+
+@frozen
+class ManifestEntry:
+    """One completed fax in a destination folder."""
+
+    id: str
+    path: str
+    bytes: int
+    sha256: str
+    marked: str | None = None
+
+
+class Manifest:
+    """The record of completed faxes in ``folder/.audian-manifest.jsonl`` (append-only JSON lines).
+
+    A line is written only after its file was fsynced and renamed into place, and the manifest is
+    fsynced after each line, so after a crash every line names a whole file. A torn last line is
+    ignored on load.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / MANIFEST_NAME
+        self._lock = anyio.Lock()
+
+    def load(self) -> dict[str, ManifestEntry]:
+        entries: dict[str, ManifestEntry] = {}
+        try:
+            handle = self.path.open("rb")
+        except FileNotFoundError:
+            return entries
+        with handle:
+            for raw in handle:
+                try:
+                    data = json.loads(raw)
+                    entry = ManifestEntry(
+                        id=str(data["id"]),
+                        path=str(data["path"]),
+                        bytes=int(data["bytes"]),
+                        sha256=str(data["sha256"]),
+                        marked=data.get("marked"),
+                    )
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line torn by a crash, or not ours
+                entries[entry.id] = entry
+        return entries
+
+    async def append(self, entry: ManifestEntry) -> None:
+        line = json.dumps(
+            {
+                "id": entry.id,
+                "path": entry.path,
+                "bytes": entry.bytes,
+                "sha256": entry.sha256,
+                "marked": entry.marked,
+                "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            },
+            separators=(",", ":"),
+        )
+        async with self._lock:
+            with anyio.CancelScope(shield=True):  # a line is written whole or not at all
+                await anyio.to_thread.run_sync(self._write, line)
+
+    def _write(self, line: str) -> None:
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (line + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@define
+class BulkProgress:
+    """Live counters of a bulk download, handed to ``on_progress`` as they change."""
+
+    listed: int = 0
+    downloaded: int = 0
+    skipped: int = 0
+    failed: int = 0
+    bytes: int = 0
+    retries: int = 0
+    in_flight: int = 0
+    listing_done: bool = False
+    started: float = field(factory=time.monotonic)
+
+    @property
+    def finished(self) -> int:
+        return self.downloaded + self.skipped + self.failed
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+
+class BulkDownload:
+    """A running ``download_all``: an async iterator of :class:`DownloadOutcome`, one per fax.
+
+    The structured form stops cleanly wherever you leave the loop::
+
+        async with client.received.download_all("archive/") as outcomes:
+            async for outcome in outcomes:
+                print(outcome.kind, outcome.fax.id, outcome.path or outcome.error)
+
+    Plain ``async for outcome in client.received.download_all(...)`` works too when the loop runs
+    to its end; to leave it early (``break``, an exception in the body), use the ``async with``
+    form or ``contextlib.aclosing`` so the workers stop and temporary files are removed at once.
+    Leaving the ``async with`` block early cancels the downloads still running: no partial file
+    stays behind and a rerun resumes from the manifest.
+    """
+
+    def __init__(
+        self,
+        client: FaxClient,
+        dest_dir: str | os.PathLike[str],
+        *,
+        filters: dict[str, Any],
+        after: AfterAction | None,
+        path_template: str | None,
+        on_progress: Callable[[BulkProgress], None] | None,
+        overwrite: bool,
+        page_size: int,
+        max_retries: int | None,
+        concurrency: int | None,
+    ) -> None:
+        if after not in (None, "processed", "archived"):
+            raise InvalidRequestError(f"after must be None, 'processed' or 'archived'; got {after!r}")
+        if path_template is not None and not isinstance(path_template, str):
+            raise InvalidRequestError("path_template must be a string")
+        self._client = client
+        self.dest_dir = Path(dest_dir)
+        self._filters = filters
+        self._after: AfterAction | None = after
+        self._template = path_template
+        self._on_progress = on_progress
+        self._overwrite = overwrite
+        self._page_size = page_size
+        self._max_retries = max_retries
+        limit = client.max_concurrent_downloads
+        self._concurrency = max(1, min(concurrency or limit, limit))
+        self.progress = BulkProgress()
+        self.manifest = Manifest(self.dest_dir)
+        self._done: dict[str, ManifestEntry] = {}
+        self._seen: set[str] = set()
+        self._listing_error: BaseException | None = None
+        self._tg: TaskGroup | None = None
+        self._receive: MemoryObjectReceiveStream[DownloadOutcome] | None = None
+        self._entered = False
+        self._exhausted = False
+
+    # -- the structured form ---------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._entered:
+            raise RuntimeError("a BulkDownload can be run only once")
+        self._entered = True
+        await self._prepare()
+        send, receive = anyio.create_memory_object_stream[DownloadOutcome](self._concurrency)
+        self._receive = receive
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        self._tg.start_soon(self._engine, send)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        assert self._tg is not None and self._receive is not None
+        if exc_type is not None or not self._exhausted:
+            self._tg.cancel_scope.cancel()
+        self._receive.close()
+        return await self._tg.__aexit__(exc_type, exc, tb)
+
+    def __aiter__(self) -> BulkDownload | AsyncGenerator[DownloadOutcome, None]:
+        if self._entered:
+            return self
+        return self._standalone()
+
+    async def __anext__(self) -> DownloadOutcome:
+        assert self._receive is not None
+        try:
+            return await self._receive.receive()
+        except anyio.EndOfStream:
+            self._exhausted = True
+            if self._listing_error is not None:
+                raise self._listing_error from None
+            raise StopAsyncIteration from None
+
+    async def _standalone(self) -> AsyncGenerator[DownloadOutcome, None]:
+        async with self:
+            async for outcome in self:  # type: ignore[union-attr,unused-ignore]
+                yield outcome
+
+    # -- the engine --------------------------------------------------------------------------
+
+    async def _prepare(self) -> None:
+        def prepare() -> dict[str, ManifestEntry]:
+            try:
+                self.dest_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DestinationError(f"cannot create {self.dest_dir}: {exc.strerror or exc}") from None
+            if not os.access(self.dest_dir, os.W_OK | os.X_OK):
+                raise DestinationError(f"cannot write to {self.dest_dir}: permission denied")
+            removed = cleanup_partial_files(self.dest_dir)
+            if removed:
+                logger.info("removed %d temporary files left by an earlier run", len(removed))
+            return self.manifest.load()
+
+        self._done = await anyio.to_thread.run_sync(prepare)
+
+    def _notify(self) -> None:
+        if self._on_progress is not None:
+            self._on_progress(self.progress)
+
+    async def _engine(self, outcomes: MemoryObjectSendStream[DownloadOutcome]) -> None:
+        send, receive = anyio.create_memory_object_stream[ReceivedFax](self._concurrency * 2)
+        async with outcomes, anyio.create_task_group() as tg:
+            tg.start_soon(self._list, send)
+            async with receive:
+                for _ in range(self._concurrency):
+                    tg.start_soon(self._worker, receive.clone(), outcomes.clone())
+
+    async def _list(self, send: MemoryObjectSendStream[ReceivedFax]) -> None:
+        async with send:
+            try:
+                async for fax in self._client.received.iter(page_size=self._page_size, **self._filters):
+                    if fax.id in self._seen:
+                        continue
+                    self._seen.add(fax.id)
+                    self.progress.listed += 1
+                    await send.send(fax)
+            except AudianError as exc:
+                logger.error("listing stopped after %d faxes: %s", self.progress.listed, exc)
+                self._listing_error = exc
+            finally:
+                self.progress.listing_done = True
+                self._notify()
+
+    async def _worker(
+        self, faxes: MemoryObjectReceiveStream[ReceivedFax], outcomes: MemoryObjectSendStream[DownloadOutcome]
+    ) -> None:
+        async with faxes, outcomes:
+            async for fax in faxes:
+                outcome = await self._one(fax)
+                if outcome.kind is OutcomeKind.DOWNLOADED:
+                    self.progress.downloaded += 1
+                elif outcome.kind is OutcomeKind.SKIPPED:
+                    self.progress.skipped += 1
+                else:
+                    self.progress.failed += 1
+                self._notify()
+                await outcomes.send(outcome)
+
+    def _relative_path(self, fax: ReceivedFax) -> Path:
+        if self._template is not None:
+            return render_template(self._template, fax)
+        return Path(safe_filename(fax.id, fax.format))
+
+    async def _one(self, fax: ReceivedFax) -> DownloadOutcome:
+        path: Path | None = None
+        try:
+            relative = self._relative_path(fax)
+            path = self.dest_dir / relative
+            entry = self._done.get(fax.id)
+            if entry is not None and await self._still_there(entry):
+                marked = await self._mark(fax, entry)
+                return DownloadOutcome(
+                    fax=fax,
+                    kind=OutcomeKind.SKIPPED,
+                    path=self.dest_dir / entry.path,
+                    bytes=entry.bytes,
+                    sha256=entry.sha256,
+                    marked=marked,
+                )
+            await anyio.to_thread.run_sync(self._make_parent, path)
+            existing = await self._adopt_existing(fax, path, relative)
+            if existing is not None:
+                marked = await self._mark(fax, existing)
+                return DownloadOutcome(
+                    fax=fax,
+                    kind=OutcomeKind.SKIPPED,
+                    path=path,
+                    bytes=existing.bytes,
+                    sha256=existing.sha256,
+                    marked=marked,
+                )
+            result = await self._download(fax, path)
+            entry = ManifestEntry(id=fax.id, path=relative.as_posix(), bytes=result.bytes, sha256=result.sha256)
+            await self.manifest.append(entry)
+            marked = await self._mark(fax, entry)
+            return DownloadOutcome(
+                fax=fax,
+                kind=OutcomeKind.DOWNLOADED,
+                path=path,
+                bytes=result.bytes,
+                sha256=result.sha256,
+                marked=marked,
+            )
+        except (AudianError, OSError) as exc:
+            logger.warning("fax %s failed: %s", fax.id, exc)
+            return DownloadOutcome(fax=fax, kind=OutcomeKind.FAILED, path=None, error=exc)
+
+    def _make_parent(self, path: Path) -> None:
+        if not is_inside(path.parent, self.dest_dir) and path.parent != self.dest_dir:
+            raise DestinationError(f"refusing to write outside {self.dest_dir}: {path}")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DestinationError(f"cannot create {path.parent}: {exc.strerror or exc}") from None
+        if not is_inside(path, self.dest_dir):
+            raise DestinationError(f"refusing to write outside {self.dest_dir}: {path}")
+
+    async def _still_there(self, entry: ManifestEntry) -> bool:
+        def check() -> bool:
+            try:
+                return (self.dest_dir / entry.path).stat().st_size == entry.bytes
+            except OSError:
+                return False
+
+        return await anyio.to_thread.run_sync(check)
+
+    async def _adopt_existing(self, fax: ReceivedFax, path: Path, relative: Path) -> ManifestEntry | None:
+        """A file already at the path (not in the manifest): keep it only if it is the whole document."""
+
+        def inspect() -> tuple[int, str, bytes] | None:
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                return None
+            digest = hashlib.sha256()
+            with path.open("rb") as handle:
+                head = handle.read(8)
+                digest.update(head)
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            return size, digest.hexdigest(), head
+
+        if self._overwrite:
+            return None
+        found = await anyio.to_thread.run_sync(inspect)
+        if found is None:
+            return None
+        size, sha, head = found
+        if fax.file_size is not None and size == fax.file_size and head.startswith(b"%PDF"):
+            entry = ManifestEntry(id=fax.id, path=relative.as_posix(), bytes=size, sha256=sha)
+            await self.manifest.append(entry)
+            return entry
+        raise DestinationError(f"{path} exists and is not this fax's document (pass overwrite=True to replace it)")
+
+    async def _download(self, fax: ReceivedFax, path: Path) -> Any:
+        progress = self.progress
+
+        def on_bytes(count: int) -> None:
+            progress.bytes += count
+            self._notify()
+
+        def on_retry(_: BaseException) -> None:
+            progress.retries += 1
+
+        progress.in_flight += 1
+        try:
+            return await download_file(
+                self._client,
+                fax.id,
+                path,
+                fax=fax,
+                overwrite=self._overwrite,
+                max_retries=self._max_retries,
+                on_bytes=on_bytes,
+                on_retry=on_retry,
+            )
+        finally:
+            progress.in_flight -= 1
+
+    async def _mark(self, fax: ReceivedFax, entry: ManifestEntry) -> FaxStatus | None:
+        """Mark the fax on the server once its file is durably on disk (``after=``)."""
+        if self._after is None:
+            return None
+        target = FaxStatus(self._after)
+        if entry.marked == target.value:
+            return target
+        if target is FaxStatus.ARCHIVED:
+            await self._client.received.archive(fax.id)
+        else:
+            await self._client.received.mark_processed(fax.id)
+        await self.manifest.append(
+            ManifestEntry(id=entry.id, path=entry.path, bytes=entry.bytes, sha256=entry.sha256, marked=target.value)
+        )
+        return target

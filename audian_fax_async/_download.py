@@ -1,0 +1,490 @@
+"""Streaming one fax document: to a file (atomically) or to the caller, resuming where it broke.
+
+Pure pieces (what to ask for, what a response promises, whether a body is complete) sit apart from
+the two loops that use them: :func:`download_file` writes chunks straight into a temporary file
+beside the destination, checks the byte count and the PDF signature, then fsyncs and renames it into
+place; :class:`DocumentStream` hands the chunks to the caller (for object storage) instead.
+
+A dropped connection resumes with ``Range`` and ``If-Range`` (the ETag of the first answer) when the
+server offers ranges, and only where the ``206`` really starts at the byte asked for; otherwise the
+file restarts from zero. No partial file ever stands at the destination path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import re
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import anyio
+import httpx
+from attrs import define, frozen
+
+from ._exceptions import (
+    APIStatusError,
+    AudianError,
+    DestinationError,
+    IncompleteDownloadError,
+)
+from ._models import DownloadResult, ReceivedFax
+from ._paths import partial_name
+from ._retry import backoff_delay, retrying, should_retry
+from .resources._base import fax_path
+
+if TYPE_CHECKING:
+    from ._client import FaxClient
+
+__all__ = [
+    "BodyPlan",
+    "DocumentStream",
+    "check_complete",
+    "download_file",
+    "plan_body",
+    "range_headers",
+]
+
+_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
+_PDF_MAGIC = b"%PDF-"
+#: Without any promised length, a body larger than this is refused (a lying server cannot fill the disk).
+DEFAULT_MAX_DOCUMENT_BYTES = 4 * 1024**3
+
+
+class _Restart(Exception):
+    """The answer does not continue the bytes we hold: start again from zero."""
+
+
+@frozen
+class BodyPlan:
+    """What one download response promises: where its body starts and the document's full length."""
+
+    start: int
+    total: int | None
+    etag: str | None
+    accepts_ranges: bool
+
+
+def range_headers(offset: int, etag: str | None) -> dict[str, str]:
+    """Headers of a download request continuing at ``offset``."""
+    headers = {"Accept": "application/pdf, application/octet-stream;q=0.9, */*;q=0.1", "Accept-Encoding": "identity"}
+    if offset > 0:
+        headers["Range"] = f"bytes={offset}-"
+        if etag:
+            headers["If-Range"] = etag
+    return headers
+
+
+def plan_body(status: int, headers: httpx.Headers, *, offset: int) -> BodyPlan:
+    """Read a download response's status and headers; raise :class:`_Restart` if it cannot continue."""
+    etag = headers.get("ETag")
+    if etag is not None and etag.startswith("W/"):
+        etag = None  # a weak ETag cannot validate byte ranges
+    accepts = headers.get("Accept-Ranges", "").strip().lower() == "bytes"
+    length = _content_length(headers)
+    if status == 206:
+        match = _CONTENT_RANGE.match(headers.get("Content-Range", ""))
+        if match is None:
+            raise _Restart("206 without a usable Content-Range")
+        start, end = int(match.group(1)), int(match.group(2))
+        total = None if match.group(3) == "*" else int(match.group(3))
+        if start != offset or end < start or (total is not None and end >= total):
+            raise _Restart(f"206 starts at byte {start}, not at {offset}")
+        if length is not None and length != end - start + 1:
+            raise _Restart("206 Content-Length does not match its Content-Range")
+        return BodyPlan(start=start, total=total, etag=etag, accepts_ranges=True)
+    if status == 200:
+        return BodyPlan(start=0, total=length, etag=etag, accepts_ranges=accepts)
+    raise _Restart(f"unexpected status {status} for a document")
+
+
+def _content_length(headers: httpx.Headers) -> int | None:
+    raw = headers.get("Content-Length")
+    if raw is None or "chunked" in headers.get("Transfer-Encoding", "").lower():
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        return None
+    return value if value >= 0 else None
+
+
+def check_complete(
+    *,
+    received: int,
+    total: int | None,
+    file_size: int | None,
+    head: bytes,
+    tail: bytes,
+    fmt: str | None,
+    fax_id: str,
+) -> None:
+    """Raise :class:`IncompleteDownloadError` unless the body is whole and looks like its format."""
+    if total is not None and received != total:
+        raise IncompleteDownloadError(
+            f"fax {fax_id}: received {received} bytes, the server promised {total}",
+            fax_id=fax_id,
+            expected=total,
+            received=received,
+        )
+    if file_size is not None and received != file_size:
+        raise IncompleteDownloadError(
+            f"fax {fax_id}: received {received} bytes, the fax record says file_size={file_size}",
+            fax_id=fax_id,
+            expected=file_size,
+            received=received,
+        )
+    if (fmt or "pdf").lower() == "pdf":
+        if not head.startswith(_PDF_MAGIC):
+            raise IncompleteDownloadError(
+                f"fax {fax_id}: the document does not start with %PDF (got {head[:8]!r})",
+                fax_id=fax_id,
+                received=received,
+            )
+        if total is None and file_size is None and b"%%EOF" not in tail:
+            # No length was promised at all: the PDF trailer is the only sign that nothing is missing.
+            raise IncompleteDownloadError(
+                f"fax {fax_id}: the body ended without a PDF trailer after {received} bytes (no length was given)",
+                fax_id=fax_id,
+                received=received,
+            )
+
+
+@define
+class _Progress:
+    """What has been written so far (the state carried from one attempt to the next)."""
+
+    offset: int = 0
+    etag: str | None = None
+    total: int | None = None
+    head: bytes = b""
+    tail: bytes = b""
+    resumed: bool = False
+
+    def reset(self) -> None:
+        self.offset, self.head, self.tail, self.total = 0, b"", b"", None
+
+    def take(self, chunk: bytes) -> None:
+        if len(self.head) < 8:
+            self.head = (self.head + chunk[:8])[:8]
+        self.tail = (self.tail + chunk[-1024:])[-1024:]
+        self.offset += len(chunk)
+
+
+class _FileSink:
+    """A temporary file beside the destination, hashed as it is written."""
+
+    def __init__(self, final: Path) -> None:
+        self.final = final
+        self.temp = partial_name(final)
+        self._file: IO[bytes] | None = None
+        self.hasher = hashlib.sha256()
+
+    async def open(self, *, overwrite: bool) -> None:
+        if not overwrite and await anyio.to_thread.run_sync(self.final.exists):
+            raise DestinationError(f"{self.final} already exists (pass overwrite=True to replace it)")
+        try:
+            self._file = await anyio.to_thread.run_sync(self._open)
+        except OSError as exc:
+            raise _destination_error(exc, self.final) from exc
+
+    def _open(self) -> IO[bytes]:
+        fd = os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o644)
+        return os.fdopen(fd, "wb")
+
+    def write(self, chunk: bytes) -> None:
+        assert self._file is not None
+        try:
+            self._file.write(chunk)
+        except OSError as exc:
+            raise _destination_error(exc, self.final) from exc
+        self.hasher.update(chunk)
+
+    def restart(self) -> None:
+        assert self._file is not None
+        self._file.seek(0)
+        self._file.truncate()
+        self.hasher = hashlib.sha256()
+
+    async def commit(self, *, overwrite: bool) -> None:
+        """fsync, then move into place atomically (refusing to replace a file unless ``overwrite``)."""
+        try:
+            await anyio.to_thread.run_sync(self._commit, overwrite)
+        except FileExistsError:
+            raise DestinationError(f"{self.final} already exists (pass overwrite=True to replace it)") from None
+        except OSError as exc:
+            raise _destination_error(exc, self.final) from exc
+
+    def _commit(self, overwrite: bool) -> None:
+        assert self._file is not None
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        if overwrite:
+            os.replace(self.temp, self.final)
+        else:
+            try:
+                os.link(self.temp, self.final)  # fails if the destination exists: never clobber
+            except FileExistsError:
+                raise
+            except OSError:
+                if self.final.exists():
+                    raise FileExistsError(self.final) from None
+                os.replace(self.temp, self.final)
+            else:
+                os.unlink(self.temp)
+        _fsync_dir(self.final.parent)
+
+    async def discard(self) -> None:
+        """Close and remove the temporary file (also while being cancelled)."""
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self._discard)
+
+    def _discard(self) -> None:
+        if self._file is not None and not self._file.closed:
+            self._file.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.temp)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _destination_error(exc: OSError, path: Path) -> DestinationError:
+    reason = {
+        errno.ENOSPC: "no space left on the device",
+        errno.EDQUOT: "disk quota exceeded",
+        errno.EROFS: "read-only file system",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied",
+        errno.ENOENT: "folder does not exist",
+    }.get(exc.errno or 0, exc.strerror or str(exc))
+    return DestinationError(f"cannot write {path}: {reason}")
+
+
+async def _open_document(client: FaxClient, fax_id: str, state: _Progress) -> tuple[httpx.Response, BodyPlan]:
+    request = client.build_request("GET", fax_path(fax_id, "download"), headers=range_headers(state.offset, state.etag))
+    response = await client.send(request, stream=True)
+    try:
+        plan = plan_body(response.status_code, response.headers, offset=state.offset)
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await response.aclose()
+        raise
+    return response, plan
+
+
+async def _read_body(
+    client: FaxClient,
+    response: httpx.Response,
+    state: _Progress,
+    limit: int,
+    fax_id: str,
+    write: Callable[[bytes], None],
+) -> None:
+    try:
+        async for chunk in response.aiter_raw():
+            if state.offset + len(chunk) > limit:
+                raise IncompleteDownloadError(
+                    f"fax {fax_id}: the server sent more than the {limit} bytes it promised",
+                    fax_id=fax_id,
+                    expected=limit,
+                    received=state.offset + len(chunk),
+                )
+            write(chunk)
+            state.take(chunk)
+    except httpx.HTTPError as exc:
+        raise client.map_transport_error(exc, response.request) from exc
+    finally:
+        with anyio.CancelScope(shield=True):
+            await response.aclose()
+
+
+async def download_file(
+    client: FaxClient,
+    fax_id: str,
+    final: Path,
+    *,
+    fax: ReceivedFax | None = None,
+    overwrite: bool = False,
+    max_retries: int | None = None,
+    on_bytes: Callable[[int], None] | None = None,
+    on_retry: Callable[[BaseException], None] | None = None,
+    max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES,
+) -> DownloadResult:
+    """Download one document to ``final`` (whose folder exists) through a temporary file."""
+    sink = _FileSink(final)
+    await sink.open(overwrite=overwrite)
+    state = _Progress()
+    file_size = fax.file_size if fax is not None else None
+    attempts = 0
+
+    def write(chunk: bytes) -> None:
+        sink.write(chunk)
+        if on_bytes is not None:
+            on_bytes(len(chunk))
+
+    policy = client.retry_policy.with_max_retries(max_retries)
+    try:
+        async for attempt in retrying(policy, idempotent=True, operation=f"download {fax_id}", on_retry=on_retry):
+            with attempt:
+                attempts += 1
+                async with client.download_slot():
+                    try:
+                        response, plan = await _open_document(client, fax_id, state)
+                    except _Restart as exc:
+                        state.reset()
+                        sink.restart()
+                        raise IncompleteDownloadError(f"fax {fax_id}: {exc}; restarting", fax_id=fax_id) from None
+                    if plan.start != state.offset:  # a 200 to a range request: the server starts over
+                        if on_bytes is not None and state.offset:
+                            on_bytes(-state.offset)
+                        state.reset()
+                        sink.restart()
+                    elif plan.start > 0:
+                        state.resumed = True
+                    state.etag = plan.etag if plan.accepts_ranges else None
+                    state.total = plan.total
+                    limit = plan.total if plan.total is not None else (file_size or max_document_bytes)
+                    if file_size is not None and plan.total is not None and plan.total != file_size:
+                        with anyio.CancelScope(shield=True):
+                            await response.aclose()
+                        raise IncompleteDownloadError(
+                            f"fax {fax_id}: the server offers {plan.total} bytes, the fax record says {file_size}",
+                            fax_id=fax_id,
+                            expected=file_size,
+                            received=plan.total,
+                        )
+                    await _read_body(client, response, state, limit, fax_id, write)
+                    check_complete(
+                        received=state.offset,
+                        total=state.total,
+                        file_size=file_size,
+                        head=state.head,
+                        tail=state.tail,
+                        fmt=fax.format if fax is not None else "pdf",
+                        fax_id=fax_id,
+                    )
+        await sink.commit(overwrite=overwrite)
+    except BaseException:
+        await sink.discard()
+        raise
+    return DownloadResult(
+        path=final,
+        bytes=state.offset,
+        sha256=sink.hasher.hexdigest(),
+        fax=fax,
+        resumed=state.resumed,
+        attempts=attempts,
+    )
+
+
+class DocumentStream:
+    """The chunks of one fax document, for piping somewhere other than a local file.
+
+    Iterate it once. A dropped connection resumes transparently with ``Range`` where the
+    server allows; where it cannot, :class:`IncompleteDownloadError` is raised (bytes already
+    handed out cannot be taken back). ``bytes_read``, ``total`` and ``sha256`` tell what passed.
+    """
+
+    def __init__(self, client: FaxClient, fax_id: str, *, max_retries: int | None = None) -> None:
+        self._client = client
+        self.fax_id = fax_id
+        self._policy = client.retry_policy.with_max_retries(max_retries)
+        self._state = _Progress()
+        self._hasher = hashlib.sha256()
+        self._used = False
+        self._response: httpx.Response | None = None
+
+    @property
+    def bytes_read(self) -> int:
+        return self._state.offset
+
+    @property
+    def total(self) -> int | None:
+        return self._state.total
+
+    @property
+    def sha256(self) -> str:
+        return self._hasher.hexdigest()
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        if self._used:
+            raise RuntimeError("a DocumentStream can be iterated only once")
+        self._used = True
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        state, retries = self._state, 0
+        while True:
+            try:
+                try:
+                    response, plan = await _open_document(self._client, self.fax_id, state)
+                except _Restart as exc:
+                    raise IncompleteDownloadError(
+                        f"fax {self.fax_id}: cannot resume at byte {state.offset}: {exc}", fax_id=self.fax_id
+                    ) from None
+                if plan.start != state.offset:
+                    with anyio.CancelScope(shield=True):
+                        await response.aclose()
+                    raise IncompleteDownloadError(
+                        f"fax {self.fax_id}: the server restarted the document at byte 0 after {state.offset} bytes "
+                        "were streamed",
+                        fax_id=self.fax_id,
+                    )
+                state.etag = plan.etag if plan.accepts_ranges else None
+                state.total = plan.total
+                self._response = response
+                try:
+                    async for chunk in response.aiter_raw():
+                        self._hasher.update(chunk)
+                        state.take(chunk)
+                        yield chunk
+                except httpx.HTTPError as exc:
+                    raise self._client.map_transport_error(exc, response.request) from exc
+                finally:
+                    self._response = None
+                    with anyio.CancelScope(shield=True):
+                        await response.aclose()
+                check_complete(
+                    received=state.offset,
+                    total=state.total,
+                    file_size=None,
+                    head=state.head,
+                    tail=state.tail,
+                    fmt="pdf",
+                    fax_id=self.fax_id,
+                )
+                return
+            except AudianError as exc:
+                can_resume = state.offset == 0 or state.etag is not None
+                if retries >= self._policy.max_retries or not can_resume or not _retryable(exc, self._policy):
+                    raise
+                retries += 1
+                retry_after = getattr(exc, "retry_after", None)
+                await self._policy.sleep(backoff_delay(retries, self._policy, retry_after=retry_after))
+
+    async def aclose(self) -> None:
+        response = self._response
+        if response is not None:
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
+
+
+def _retryable(exc: BaseException, policy: Any) -> bool:
+    if isinstance(exc, APIStatusError | IncompleteDownloadError) or hasattr(exc, "request_sent"):
+        return should_retry(exc, idempotent=True, policy=policy)
+    return False
