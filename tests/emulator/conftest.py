@@ -1,0 +1,43 @@
+"""Fixtures of the emulator's own tests: one threaded server for the module's tests, plain httpx clients."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+
+from audian_fax_async.emulator import AdminClient, Emulator, EmulatorConfig, EmulatorThread
+
+CONFIG = EmulatorConfig(faxes=60, seed=7, time_scale=1e-5)
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[Emulator]:
+    """The emulator the tests of this directory share (webhook retries take milliseconds)."""
+    with EmulatorThread(CONFIG) as emu:
+        yield emu
+
+
+@pytest.fixture
+def admin(emulator: Emulator) -> Iterator[AdminClient]:
+    """Admin client; every test starts from a reset emulator."""
+    with emulator.admin() as client:
+        client.reset()
+        yield client
+
+
+@pytest.fixture
+def key() -> str:
+    """A fresh account for the test."""
+    return "test_" + secrets.token_hex(8)
+
+
+@pytest.fixture
+async def api(emulator: Emulator, key: str, admin: AdminClient) -> AsyncIterator[httpx.AsyncClient]:
+    """A plain httpx client on the API with the test's key in ``X-Auth-Token``."""
+    async with httpx.AsyncClient(
+        base_url=emulator.base_url, headers={"X-Auth-Token": key}, timeout=10
+    ) as client:
+        yield client
