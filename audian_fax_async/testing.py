@@ -42,6 +42,7 @@ __all__ = [
     "fax_client",
 ]
 
+
 def _async_fixture(func: Callable[..., Any]) -> Any:
     # pytest-asyncio needs its own decorator in strict mode; without it, plain fixtures serve
     # plugins (such as anyio's) that drive async fixtures themselves.

@@ -12,6 +12,8 @@ from urllib.parse import quote
 
 import httpx
 
+from ._config import FaultConfig
+
 __all__ = ["AdminClient", "AsyncAdminClient"]
 
 Json = dict[str, Any]
@@ -36,8 +38,23 @@ def _inject_body(
     return body
 
 
+def _faults_body(profile: str | FaultConfig | None, replace: bool, options: dict[str, Any]) -> Json:
+    if isinstance(profile, FaultConfig):
+        return {"replace": True, **profile.to_json(), **options}
+    body: Json = {"replace": replace, **options}
+    if profile is not None:
+        body["profile"] = profile
+    return body
+
+
 def _check(response: httpx.Response) -> Json:
-    response.raise_for_status()
+    if response.is_error:
+        raise httpx.HTTPStatusError(
+            f"admin API refused {response.request.method} {response.request.url.path}: "
+            f"{response.status_code} {response.text}",
+            request=response.request,
+            response=response,
+        )
     data: Json = response.json()
     return data
 
@@ -87,16 +104,14 @@ class AdminClient:
         """The faults in force."""
         return self._call("GET", "/faults")
 
-    def set_faults(self, profile: str | None = None, *, replace: bool = True, **options: Any) -> Json:
-        """Set the faults: a named ``profile`` and/or options (``p503=0.1``, ``latency=0.05``...).
+    def set_faults(self, profile: str | FaultConfig | None = None, *, replace: bool = True, **options: Any) -> Json:
+        """Set the faults: a named ``profile`` or a :class:`FaultConfig`, and/or options (``p503=0.1``,
+        ``latency=0.05``...).
 
-        With ``replace`` (the default) unspecified options return to their defaults; otherwise they keep
-        their current values.
+        With ``replace`` (the default) unspecified options return to their defaults (or the profile's);
+        otherwise they keep their current values.
         """
-        body: Json = {"replace": replace, **options}
-        if profile is not None:
-            body["profile"] = profile
-        return self._call("PUT", "/faults", body)
+        return self._call("PUT", "/faults", _faults_body(profile, replace, options))
 
     def script(self, route: str, responses: Sequence[object], *, key: str | None = None) -> Json:
         """The next requests to ``route`` answer with ``responses`` in order (``503``, ``"drop"``,
@@ -212,12 +227,11 @@ class AsyncAdminClient:
         """The faults in force."""
         return await self._call("GET", "/faults")
 
-    async def set_faults(self, profile: str | None = None, *, replace: bool = True, **options: Any) -> Json:
+    async def set_faults(
+        self, profile: str | FaultConfig | None = None, *, replace: bool = True, **options: Any
+    ) -> Json:
         """See :meth:`AdminClient.set_faults`."""
-        body: Json = {"replace": replace, **options}
-        if profile is not None:
-            body["profile"] = profile
-        return await self._call("PUT", "/faults", body)
+        return await self._call("PUT", "/faults", _faults_body(profile, replace, options))
 
     async def script(self, route: str, responses: Sequence[object], *, key: str | None = None) -> Json:
         """See :meth:`AdminClient.script`."""

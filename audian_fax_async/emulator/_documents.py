@@ -160,7 +160,8 @@ def build_layout(spec: DocumentSpec) -> Layout:
         room = spec.size - empty
         if room < 0:
             raise ValueError(f"{spec.size} bytes cannot hold {spec.pages} pages (need at least {empty})")
-        rows = room // (_BIG_IMAGE_WIDTH * spec.pages)
+        # Leave room for the longer numbers a bigger image's dictionary spells out.
+        rows = max(0, room - 64 * spec.pages - 64) // (_BIG_IMAGE_WIDTH * spec.pages)
         images = [(_BIG_IMAGE_WIDTH, rows)] * spec.pages if rows > 0 else [(1, 1)] * spec.pages
         filler = 0
         for _ in range(12):

@@ -113,7 +113,9 @@ async def test_invalid_webhook_is_422(api: httpx.AsyncClient, payload: dict[str,
     assert error_of(response)["code"] == "validation_error"
 
 
-async def test_routing_rules_are_created_for_email_and_webhook(api: httpx.AsyncClient, admin: AdminClient, key: str) -> None:
+async def test_routing_rules_are_created_for_email_and_webhook(
+    api: httpx.AsyncClient, admin: AdminClient, key: str
+) -> None:
     email = await api.post(
         "/fax/routing",
         json={"type": "email", "destination": "receiving@company.com", "attach_document": True, "enabled": True},
