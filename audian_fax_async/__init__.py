@@ -13,6 +13,8 @@
     anyio.run(main)
 """
 
+import logging as _logging
+
 from ._client import FaxClient
 from ._config import DEFAULT_BASE_URL
 from ._converter import format_datetime, parse_datetime
@@ -57,6 +59,9 @@ from ._models import (
 )
 from ._retry import RetryPolicy
 from ._version import __version__
+
+# A library logs, the application decides where it goes (no "No handlers" fallback to stderr).
+_logging.getLogger("audian_fax_async").addHandler(_logging.NullHandler())
 
 __all__ = [
     "DEFAULT_BASE_URL",

@@ -117,6 +117,7 @@ class BulkProgress:
     """Live counters of a bulk download, handed to ``on_progress`` as they change."""
 
     listed: int = 0
+    listed_bytes: int = 0
     downloaded: int = 0
     skipped: int = 0
     failed: int = 0
@@ -270,6 +271,7 @@ class BulkDownload:
                         continue
                     self._seen.add(fax.id)
                     self.progress.listed += 1
+                    self.progress.listed_bytes += fax.file_size or 0
                     await send.send(fax)
             except AudianError as exc:
                 logger.error("listing stopped after %d faxes: %s", self.progress.listed, exc)

@@ -1,0 +1,298 @@
+"""The ``audian-fax`` commands."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from .._config import API_KEY_ENV, BASE_URL_ENV, DEFAULT_MAX_RETRIES
+from .._models import FaxStatus, ReceivedFax, RoutingType, WebhookEventType, WebhookFormat
+from ._common import DATETIME, Settings, emit_json, fail, pass_settings, run_async
+from ._progress import run_bulk
+
+__all__ = ["cli"]
+
+STATUSES = click.Choice([s.value for s in FaxStatus])
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.option("--api-key", envvar=API_KEY_ENV, show_envvar=True, help="API key (sent as X-Auth-Token).")
+@click.option("--base-url", envvar=BASE_URL_ENV, show_envvar=True, help="API base URL, e.g. http://127.0.0.1:8443/v2.")
+@click.option("--max-retries", default=DEFAULT_MAX_RETRIES, show_default=True, type=click.IntRange(0, 20))
+@click.option("-v", "--verbose", count=True, help="Log retries (-v) or every request (-vv) to stderr.")
+@click.version_option(package_name="audian-fax-async")
+@click.pass_context
+def cli(ctx: click.Context, api_key: str | None, base_url: str | None, max_retries: int, verbose: int) -> None:
+    """Audian Receive Fax from the command line: list, fetch and bulk-download faxes, configure
+    webhooks and routing, and run the local emulator."""
+    if verbose:
+        logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.INFO, format="%(levelname)s %(message)s")
+        logging.getLogger("audian_fax_async").setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+    ctx.obj = Settings(api_key, base_url, max_retries, verbose)
+
+
+def _fax_table(faxes: list[ReceivedFax]) -> Table:
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("id", "received_at", "from", "name", "pages", "size", "status"):
+        table.add_column(column)
+    for fax in faxes:
+        table.add_row(
+            fax.id,
+            fax.received_at.strftime("%Y-%m-%d %H:%M:%SZ"),
+            fax.from_number,
+            fax.from_name or "",
+            str(fax.pages),
+            f"{fax.file_size:,}" if fax.file_size is not None else "",
+            str(fax.status),
+        )
+    return table
+
+
+@cli.command("list")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 100))
+@click.option("--offset", default=0, show_default=True, type=click.IntRange(min=0))
+@click.option("--all", "walk_all", is_flag=True, help="Walk every page (drift-proof) instead of one.")
+@click.option("--status", type=STATUSES)
+@click.option("--from-date", type=DATETIME, help="Received at or after (ISO 8601; UTC if no zone).")
+@click.option("--to-date", type=DATETIME, help="Received at or before.")
+@click.option("--from-number", help="Sender's number (E.164).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per fax.")
+@pass_settings
+@run_async
+async def list_command(
+    settings: Settings,
+    limit: int,
+    offset: int,
+    walk_all: bool,
+    status: str | None,
+    from_date: datetime | None,
+    to_date: datetime | None,
+    from_number: str | None,
+    as_json: bool,
+) -> None:
+    """List received faxes, newest first."""
+    async with settings.client() as client:
+        filters: dict[str, Any] = {
+            "status": status,
+            "from_date": from_date,
+            "to_date": to_date,
+            "from_number": from_number,
+        }
+        if walk_all:
+            faxes = [fax async for fax in client.received.iter(page_size=100, **filters)]
+            total = len(faxes)
+        else:
+            page = await client.received.list(limit, offset, **filters)
+            faxes, total = page.faxes, page.total
+    if as_json:
+        for fax in faxes:
+            emit_json(fax)
+        return
+    console = Console()
+    console.print(_fax_table(faxes))
+    console.print(f"[dim]{len(faxes)} shown of {total}[/dim]")
+
+
+@cli.command("get")
+@click.argument("fax_id")
+@click.option("--json", "as_json", is_flag=True)
+@pass_settings
+@run_async
+async def get_command(settings: Settings, fax_id: str, as_json: bool) -> None:
+    """Show one fax's details."""
+    async with settings.client() as client:
+        fax = await client.received.get(fax_id)
+    if as_json:
+        emit_json(fax)
+    else:
+        Console().print(_fax_table([fax]))
+
+
+@cli.command("download")
+@click.argument("fax_id")
+@click.argument("dest", type=click.Path(path_type=Path), default=Path("."))
+@click.option("--overwrite", is_flag=True, help="Replace an existing file.")
+@pass_settings
+@run_async
+async def download_command(settings: Settings, fax_id: str, dest: Path, overwrite: bool) -> None:
+    """Download one fax's document to DEST (a file, or an existing folder)."""
+    async with settings.client() as client:
+        result = await client.received.download(fax_id, dest, overwrite=overwrite)
+    click.echo(f"{result.path}  {result.bytes:,} bytes  sha256 {result.sha256}")
+
+
+@cli.command("download-all")
+@click.argument("dest", type=click.Path(path_type=Path))
+@click.option("--status", type=STATUSES, help="Only faxes with this status.")
+@click.option("--from-date", type=DATETIME)
+@click.option("--to-date", type=DATETIME)
+@click.option("--from-number")
+@click.option("--after", type=click.Choice(["processed", "archived"]), help="Mark each fax once it is on disk.")
+@click.option("--template", "path_template", help="File layout, e.g. '{received_at:%Y/%m/%d}/{id}.{ext}'.")
+@click.option("--overwrite", is_flag=True, help="Replace existing files that are not in the manifest.")
+@click.option("--concurrency", type=click.IntRange(1, 10), help="Downloads at once (at most the account's 10).")
+@click.option("--json", "as_json", is_flag=True, help="Write one JSON line per fax to stdout.")
+@pass_settings
+@run_async
+async def download_all_command(
+    settings: Settings,
+    dest: Path,
+    status: str | None,
+    from_date: datetime | None,
+    to_date: datetime | None,
+    from_number: str | None,
+    after: Any,
+    path_template: str | None,
+    overwrite: bool,
+    concurrency: int | None,
+    as_json: bool,
+) -> None:
+    """Download every matching fax into DEST, resumably (a rerun skips finished faxes).
+
+    Exits with status 1 when any fax failed.
+    """
+    console = Console(stderr=True)
+    async with settings.client() as client:
+        summary = await run_bulk(
+            lambda on_progress: client.received.download_all(
+                dest,
+                status=status,
+                from_date=from_date,
+                to_date=to_date,
+                from_number=from_number,
+                after=after,
+                path_template=path_template,
+                overwrite=overwrite,
+                concurrency=concurrency,
+                on_progress=on_progress,
+            ),
+            json_lines=as_json,
+            console=console,
+        )
+    for line in summary.lines():
+        console.print(line)
+    if summary.failed:
+        fail(f"{summary.failed} of {summary.total} faxes failed")
+
+
+@cli.command("mark-processed")
+@click.argument("fax_id")
+@pass_settings
+@run_async
+async def mark_processed_command(settings: Settings, fax_id: str) -> None:
+    """Mark a fax as processed."""
+    async with settings.client() as client:
+        fax = await client.received.mark_processed(fax_id)
+    click.echo(f"{fax.id}: {fax.status}")
+
+
+@cli.command("archive")
+@click.argument("fax_id")
+@pass_settings
+@run_async
+async def archive_command(settings: Settings, fax_id: str) -> None:
+    """Move a fax to archive storage."""
+    async with settings.client() as client:
+        fax = await client.received.archive(fax_id)
+    click.echo(f"{fax.id}: {fax.status}")
+
+
+@cli.group("webhooks")
+def webhooks_group() -> None:
+    """Webhook subscriptions."""
+
+
+@webhooks_group.command("create")
+@click.option("--url", required=True, help="Where events are POSTed.")
+@click.option(
+    "--event",
+    "events",
+    multiple=True,
+    type=click.Choice([e.value for e in WebhookEventType]),
+    default=["fax_received"],
+    show_default=True,
+)
+@click.option("--format", "fmt", type=click.Choice([f.value for f in WebhookFormat]), default="json")
+@click.option("--disabled", is_flag=True, help="Create it disabled.")
+@pass_settings
+@run_async
+async def webhooks_create_command(
+    settings: Settings, url: str, events: tuple[str, ...], fmt: str, disabled: bool
+) -> None:
+    """Subscribe a URL to fax events (never retried once sent: no duplicates)."""
+    async with settings.client() as client:
+        hook = await client.webhooks.create(url=url, events=list(events), enabled=not disabled, format=fmt)
+    emit_json(hook)
+
+
+@cli.group("routing")
+def routing_group() -> None:
+    """Routing rules for incoming faxes."""
+
+
+@routing_group.command("create")
+@click.option("--type", "kind", required=True, type=click.Choice([t.value for t in RoutingType]))
+@click.option("--destination", required=True, help="Email address or URL.")
+@click.option("--attach-document", is_flag=True)
+@click.option("--disabled", is_flag=True)
+@pass_settings
+@run_async
+async def routing_create_command(
+    settings: Settings, kind: str, destination: str, attach_document: bool, disabled: bool
+) -> None:
+    """Route incoming faxes to an email address or a webhook."""
+    async with settings.client() as client:
+        rule = await client.routing.create(
+            type=kind, destination=destination, attach_document=attach_document, enabled=not disabled
+        )
+    emit_json(rule)
+
+
+@cli.group("numbers")
+def numbers_group() -> None:
+    """Dedicated fax numbers."""
+
+
+@numbers_group.command("request")
+@click.option("--area-code", required=True)
+@click.option("--quantity", default=1, show_default=True, type=click.IntRange(1, 100))
+@pass_settings
+@run_async
+async def numbers_request_command(settings: Settings, area_code: str, quantity: int) -> None:
+    """Buy fax numbers (never retried once sent: a retry would buy them twice)."""
+    async with settings.client() as client:
+        numbers = await client.numbers.request(area_code=area_code, quantity=quantity)
+    for number in numbers:
+        emit_json(number)
+
+
+def _attach_optional_commands() -> None:
+    try:
+        from ..emulator import emulator_command
+    except ImportError:
+
+        @cli.command("emulator", context_settings={"ignore_unknown_options": True})
+        def emulator_missing() -> None:
+            """Run the local emulator (needs the 'emulator' extra)."""
+            fail("the emulator needs the 'emulator' extra: pip install 'audian-fax-async[emulator]'")
+
+    else:
+        cli.add_command(emulator_command, "emulator")
+    try:
+        from ..webhooks._cli import listen_command  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        pass
+    else:
+        cli.add_command(listen_command, "listen")
+    from ._demo import demo_command
+
+    cli.add_command(demo_command, "demo")
+
+
+_attach_optional_commands()
