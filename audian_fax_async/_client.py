@@ -69,10 +69,11 @@ class FaxClient:
     as the ``X-Auth-Token`` header, to the API's origin only (never to a host a redirect points to).
     ``base_url`` comes from the argument, ``AUDIAN_BASE_URL``, or ``https://api.audian.com:8443/v2``.
 
-    Retries (connection errors, timeouts, 408, 429, 5xx) follow ``max_retries`` or a full
-    ``retry_policy``; requests that create something are retried only when they never reached
-    the server. Downloads hold a slot of ``limiter`` (by default one shared by every client of the
-    process, 10 per account), and at most ``max_concurrent_downloads`` from this client.
+    Retries (connection errors, timeouts, 408, 429, 5xx) follow ``retry_policy``, whose count an
+    explicit ``max_retries`` overrides (default 3); requests that create something are retried
+    only when they never reached the server. Downloads hold a slot of ``limiter`` (by default one
+    shared by every client of the process, 10 per account), and at most
+    ``max_concurrent_downloads`` from this client.
 
     An injected ``http_client`` is used as is and never closed by this client. Works on asyncio
     and trio.
@@ -84,7 +85,7 @@ class FaxClient:
         *,
         base_url: str | httpx.URL | None = None,
         timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT,
-        max_retries: int = DEFAULT_MAX_RETRIES,
+        max_retries: int | None = None,
         http_client: httpx.AsyncClient | None = None,
         limiter: DownloadLimiter | None = None,
         max_concurrent_downloads: int = DEFAULT_MAX_CONCURRENT_DOWNLOADS,
@@ -100,8 +101,9 @@ class FaxClient:
                 f"max_concurrent_downloads must be between 1 and {DEFAULT_MAX_CONCURRENT_DOWNLOADS} "
                 "(the account's limit)"
             )
-        policy = retry_policy or RetryPolicy()
-        self.retry_policy = policy.with_max_retries(max_retries if retry_policy is None else None)
+        # An explicit max_retries wins over retry_policy's own count (it used to be ignored beside a policy).
+        policy = retry_policy or RetryPolicy(max_retries=DEFAULT_MAX_RETRIES)
+        self.retry_policy = policy.with_max_retries(max_retries)
         self.max_concurrent_downloads = max_concurrent_downloads
         self.limiter: DownloadLimiter = limiter if limiter is not None else default_limiter()
         self.account = account_id(self._api_key, self.base_url)
@@ -218,7 +220,7 @@ class FaxClient:
         """The next request of a redirect: the key only goes back to the API's own origin."""
         location = response.headers.get("Location")
         if not location:
-            raise self._status_error(request, response)
+            raise self._status_error(request, response, secret=self._api_key)
         target = request.url.join(location)
         method = request.method
         if response.status_code == 303 or (response.status_code in (301, 302) and method == "POST"):
@@ -251,7 +253,7 @@ class FaxClient:
                         await self._read_capped(response)
                 finally:
                     await response.aclose()
-                raise self._status_error(request, response)
+                raise self._status_error(request, response, secret=self._api_key)
             return response
         raise APIConnectionError(
             f"Too many redirects (more than {_MAX_REDIRECTS})",
@@ -296,11 +298,13 @@ class FaxClient:
         )
 
     @staticmethod
-    def _status_error(request: httpx.Request, response: httpx.Response) -> APIStatusError:
+    def _status_error(request: httpx.Request, response: httpx.Response, *, secret: str | None = None) -> APIStatusError:
         try:
             text = response.text
         except (httpx.ResponseNotRead, UnicodeDecodeError):
             text = ""
+        if secret:  # an API that echoes the key must not put it into messages and logs
+            text = text.replace(secret, mask_key(secret))
         code = api_message = None
         try:
             payload = _json.loads(text) if text else None

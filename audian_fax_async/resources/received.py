@@ -36,11 +36,13 @@ class Received(Resource):
     ) -> dict[str, Any]:
         if from_number is not None and (not isinstance(from_number, str) or not from_number.strip()):
             raise InvalidRequestError("from_number must be a non-empty string")
+        # Checked (aware datetimes) before comparing: a naive bound must be refused, not raise TypeError.
+        from_iso, to_iso = iso(from_date, "from_date"), iso(to_date, "to_date")
         if from_date is not None and to_date is not None and from_date > to_date:
             raise InvalidRequestError("from_date is after to_date")
         return {
-            "from_date": iso(from_date, "from_date"),
-            "to_date": iso(to_date, "to_date"),
+            "from_date": from_iso,
+            "to_date": to_iso,
             "status": enum_value(status, FaxStatus, "status"),
             "from_number": from_number,
         }

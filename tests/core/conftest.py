@@ -1,0 +1,57 @@
+"""Shared fixtures of the core suite: a client that never sleeps, and respx mounted on the API."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+import respx
+
+from audian_fax_async import FaxClient, RetryPolicy
+
+API_KEY = "sk_test_SECRET_0123456789abcdef"
+BASE_URL = "https://api.audian.com:8443/v2"
+
+# Building an SSL context costs tens of milliseconds; one shared context keeps the suite fast.
+SSL_CONTEXT = httpx.create_ssl_context()
+
+
+class RecordingSleep:
+    """An injected ``sleep`` that returns at once and remembers every delay it was asked for."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The developer's own settings must not leak into the tests.
+    monkeypatch.delenv("AUDIAN_API_KEY", raising=False)
+    monkeypatch.delenv("AUDIAN_BASE_URL", raising=False)
+
+
+@pytest.fixture
+def sleeps() -> RecordingSleep:
+    return RecordingSleep()
+
+
+@pytest.fixture
+def policy(sleeps: RecordingSleep) -> RetryPolicy:
+    return RetryPolicy(sleep=sleeps, random=lambda: 0.5)
+
+
+@pytest.fixture
+async def client(policy: RetryPolicy) -> AsyncIterator[FaxClient]:
+    transport = httpx.AsyncHTTPTransport(verify=SSL_CONTEXT)
+    async with FaxClient(API_KEY, base_url=BASE_URL, retry_policy=policy, transport=transport) as fax_client:
+        yield fax_client
+
+
+@pytest.fixture
+def api() -> Iterator[respx.MockRouter]:
+    with respx.mock(base_url=BASE_URL, assert_all_called=False, assert_all_mocked=True) as router:
+        yield router

@@ -1,0 +1,439 @@
+"""Every operation sends the documented method, path, query, headers and JSON body."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+from audian_fax_async import FaxClient, FaxNumber, FaxStatus, InvalidRequestError, RoutingRule, Webhook, __version__
+
+from ._fakes import fax_json
+from .conftest import API_KEY
+
+EMPTY_PAGE = {"faxes": [], "total": 0, "limit": 20, "offset": 0}
+
+
+def assert_api_headers(request: httpx.Request) -> None:
+    assert request.headers["X-Auth-Token"] == API_KEY
+    assert request.headers["User-Agent"] == f"audian-fax-async/{__version__}"
+    assert request.headers["Accept"] == "application/json"
+
+
+def sent_json(request: httpx.Request) -> Any:
+    assert request.headers["Content-Type"] == "application/json"
+    return json.loads(request.content)
+
+
+# -- received.list -----------------------------------------------------------------------------
+
+
+async def test_list_sends_get_with_limit_offset_and_auth_headers(client: FaxClient, api: respx.MockRouter) -> None:
+    route = api.get("/fax/received").respond(200, json=EMPTY_PAGE)
+
+    await client.received.list()
+
+    request = route.calls.last.request
+    assert request.method == "GET"
+    assert request.url.path == "/v2/fax/received"
+    assert dict(request.url.params) == {"limit": "20", "offset": "0"}
+    assert_api_headers(request)
+    assert request.content == b""
+
+
+async def test_list_sends_every_filter_with_datetimes_as_utc_z(client: FaxClient, api: respx.MockRouter) -> None:
+    route = api.get("/fax/received").respond(200, json=EMPTY_PAGE)
+    plus_two = timezone(timedelta(hours=2))
+
+    await client.received.list(
+        50,
+        10,
+        from_date=datetime(2024, 1, 28, 2, 0, tzinfo=plus_two),
+        to_date=datetime(2024, 2, 4, 13, 15, 0, 250000, tzinfo=UTC),
+        status=FaxStatus.RECEIVED,
+        from_number="+12025551234",
+    )
+
+    assert dict(route.calls.last.request.url.params) == {
+        "limit": "50",
+        "offset": "10",
+        "from_date": "2024-01-28T00:00:00Z",
+        "to_date": "2024-02-04T13:15:00.250000Z",
+        "status": "received",
+        "from_number": "+12025551234",
+    }
+
+
+async def test_list_omits_filters_left_as_none(client: FaxClient, api: respx.MockRouter) -> None:
+    route = api.get("/fax/received").respond(200, json=EMPTY_PAGE)
+
+    await client.received.list(5, from_date=None, to_date=None, status="processed", from_number=None)
+
+    assert dict(route.calls.last.request.url.params) == {"limit": "5", "offset": "0", "status": "processed"}
+
+
+@pytest.mark.parametrize("limit", [1, 100])
+async def test_list_accepts_the_limit_bounds(client: FaxClient, api: respx.MockRouter, limit: int) -> None:
+    route = api.get("/fax/received").respond(200, json=EMPTY_PAGE)
+
+    await client.received.list(limit)
+
+    assert route.calls.last.request.url.params["limit"] == str(limit)
+
+
+@pytest.mark.parametrize("limit", [0, 101, -1, True, 2.5, "20"])
+async def test_list_refuses_a_limit_outside_1_to_100_without_sending(
+    client: FaxClient, api: respx.MockRouter, limit: Any
+) -> None:
+    route = api.get("/fax/received").respond(200, json=EMPTY_PAGE)
+
+    with pytest.raises(InvalidRequestError, match="limit"):
+        await client.received.list(limit)
+
+    assert route.call_count == 0
+
+
+@pytest.mark.parametrize(
+    "dates",
+    [
+        {"from_date": datetime(2024, 1, 28)},
+        {"to_date": datetime(2024, 1, 28)},
+        {"from_date": datetime(2024, 1, 28), "to_date": datetime(2024, 2, 1, tzinfo=UTC)},
+        {"from_date": datetime(2024, 1, 28, tzinfo=UTC), "to_date": datetime(2024, 2, 1)},
+    ],
+    ids=["naive-from", "naive-to", "naive-from-aware-to", "aware-from-naive-to"],
+)
+async def test_list_refuses_a_naive_datetime_without_sending(
+    client: FaxClient, api: respx.MockRouter, dates: dict[str, datetime]
+) -> None:
+    route = api.get("/fax/received").respond(200, json=EMPTY_PAGE)
+
+    with pytest.raises(InvalidRequestError, match="naive"):
+        await client.received.list(**dates)  # type: ignore[arg-type]
+
+    assert route.call_count == 0
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"offset": -1},
+        {"status": "deleted"},
+        {"from_number": ""},
+        {"from_date": "2024-01-28T00:00:00Z"},
+        {"from_date": datetime(2024, 2, 2, tzinfo=UTC), "to_date": datetime(2024, 2, 1, tzinfo=UTC)},
+    ],
+    ids=["negative-offset", "unknown-status", "empty-from-number", "string-date", "from-after-to"],
+)
+async def test_list_refuses_bad_arguments_without_sending(
+    client: FaxClient, api: respx.MockRouter, kwargs: dict[str, Any]
+) -> None:
+    route = api.get("/fax/received").respond(200, json=EMPTY_PAGE)
+
+    with pytest.raises(InvalidRequestError):
+        await client.received.list(**kwargs)
+
+    assert route.call_count == 0
+
+
+# -- received.iter -----------------------------------------------------------------------------
+
+
+async def test_iter_pages_with_page_size_filters_and_a_to_date_keyset(client: FaxClient, api: respx.MockRouter) -> None:
+    newest = datetime(2024, 2, 4, 13, 15, tzinfo=UTC)
+    first = [fax_json("fax_3", newest), fax_json("fax_2", newest - timedelta(minutes=1))]
+    second = [fax_json("fax_1", newest - timedelta(minutes=2))]
+    route = api.get("/fax/received").mock(
+        side_effect=[
+            httpx.Response(200, json={"faxes": first, "total": 3, "limit": 2, "offset": 0}),
+            httpx.Response(200, json={"faxes": second, "total": 2, "limit": 2, "offset": 0}),
+        ]
+    )
+
+    ids = [fax.id async for fax in client.received.iter(page_size=2, status="received", from_number="+1202")]
+
+    assert ids == ["fax_3", "fax_2", "fax_1"]
+    assert [dict(call.request.url.params) for call in route.calls] == [
+        {"limit": "2", "offset": "0", "status": "received", "from_number": "+1202"},
+        {"limit": "2", "offset": "0", "status": "received", "from_number": "+1202", "to_date": "2024-02-04T13:14:00Z"},
+    ]
+    for call in route.calls:
+        assert_api_headers(call.request)
+
+
+async def test_iter_refuses_a_page_size_outside_1_to_100_without_sending(
+    client: FaxClient, api: respx.MockRouter
+) -> None:
+    route = api.get("/fax/received").respond(200, json=EMPTY_PAGE)
+
+    with pytest.raises(InvalidRequestError):
+        [fax async for fax in client.received.iter(page_size=101)]
+
+    assert route.call_count == 0
+
+
+# -- one fax -----------------------------------------------------------------------------------
+
+
+async def test_get_sends_get_to_the_fax_path(client: FaxClient, api: respx.MockRouter) -> None:
+    route = api.get("/fax/received/fax_received_123").respond(200, json=fax_json("fax_received_123"))
+
+    fax = await client.received.get("fax_received_123")
+
+    request = route.calls.last.request
+    assert request.method == "GET"
+    assert request.url.query == b""
+    assert_api_headers(request)
+    assert fax.id == "fax_received_123"
+
+
+async def test_update_puts_the_status_as_json(client: FaxClient, api: respx.MockRouter) -> None:
+    route = api.put("/fax/received/fax_received_123").respond(200, json=fax_json("fax_received_123", status="archived"))
+
+    fax = await client.received.update("fax_received_123", status="archived")
+
+    request = route.calls.last.request
+    assert_api_headers(request)
+    assert sent_json(request) == {"status": "archived"}
+    assert fax.status is FaxStatus.ARCHIVED
+
+
+async def test_update_refuses_an_unknown_status_without_sending(client: FaxClient, api: respx.MockRouter) -> None:
+    route = api.put("/fax/received/fax_1").respond(200, json=fax_json("fax_1"))
+
+    with pytest.raises(InvalidRequestError, match="status"):
+        await client.received.update("fax_1", status="shredded")
+
+    assert route.call_count == 0
+
+
+async def test_mark_processed_puts_status_processed(client: FaxClient, api: respx.MockRouter) -> None:
+    route = api.put("/fax/received/fax_received_123").respond(
+        200, json=fax_json("fax_received_123", status="processed")
+    )
+
+    fax = await client.received.mark_processed("fax_received_123")
+
+    request = route.calls.last.request
+    assert request.method == "PUT"
+    assert_api_headers(request)
+    assert sent_json(request) == {"status": "processed"}
+    assert fax.status is FaxStatus.PROCESSED
+    assert fax.is_processed
+
+
+async def test_archive_posts_to_the_archive_path_without_a_body(client: FaxClient, api: respx.MockRouter) -> None:
+    route = api.post("/fax/received/fax_received_123/archive").respond(
+        200, json=fax_json("fax_received_123", status="archived")
+    )
+
+    fax = await client.received.archive("fax_received_123")
+
+    request = route.calls.last.request
+    assert request.method == "POST"
+    assert_api_headers(request)
+    assert request.content == b""
+    assert fax.status is FaxStatus.ARCHIVED
+
+
+@pytest.mark.parametrize(
+    ("fax_id", "raw_path"),
+    [
+        ("../../etc/x", b"/v2/fax/received/..%2F..%2Fetc%2Fx"),
+        ("a/b", b"/v2/fax/received/a%2Fb"),
+        ("%2e%2e", b"/v2/fax/received/%252e%252e"),
+        ("a b?c#d", b"/v2/fax/received/a%20b%3Fc%23d"),
+    ],
+)
+async def test_a_hostile_fax_id_is_sent_as_one_encoded_path_segment(
+    client: FaxClient, api: respx.MockRouter, fax_id: str, raw_path: bytes
+) -> None:
+    route = api.route(host="api.audian.com").respond(200, json=fax_json("x"))
+
+    await client.received.get(fax_id)
+    await client.received.mark_processed(fax_id)
+    await client.received.archive(fax_id)
+
+    sent = [call.request.url for call in route.calls]
+    assert [url.raw_path for url in sent] == [raw_path, raw_path, raw_path + b"/archive"]
+    assert all(url.host == "api.audian.com" and url.query == b"" for url in sent)
+
+
+@pytest.mark.parametrize("fax_id", ["..", ".", "", "a\x00b", "a\nb", "x" * 300, 123])
+async def test_an_unusable_fax_id_is_refused_without_sending(
+    client: FaxClient, api: respx.MockRouter, fax_id: Any
+) -> None:
+    route = api.route(host="api.audian.com").respond(200, json=fax_json("x"))
+
+    with pytest.raises(InvalidRequestError):
+        await client.received.get(fax_id)
+    with pytest.raises(InvalidRequestError):
+        await client.received.update(fax_id, status="processed")
+    with pytest.raises(InvalidRequestError):
+        await client.received.archive(fax_id)
+
+    assert route.call_count == 0
+
+
+# -- creating POSTs ----------------------------------------------------------------------------
+
+
+async def test_webhooks_create_posts_the_documented_body(client: FaxClient, api: respx.MockRouter) -> None:
+    body = {"url": "https://your-domain.com/webhook/fax", "events": ["fax_received"], "enabled": True, "format": "json"}
+    route = api.post("/fax/webhooks").respond(201, json={"id": "wh_1", **body})
+
+    hook = await client.webhooks.create(url="https://your-domain.com/webhook/fax", events=["fax_received"])
+
+    request = route.calls.last.request
+    assert request.method == "POST"
+    assert_api_headers(request)
+    assert sent_json(request) == body
+    assert hook == Webhook(
+        url="https://your-domain.com/webhook/fax", events=["fax_received"], enabled=True, format="json", id="wh_1"
+    )
+
+
+async def test_webhooks_create_sends_explicit_options(client: FaxClient, api: respx.MockRouter) -> None:
+    route = api.post("/fax/webhooks").respond(
+        201, json={"url": "https://x.example/h", "events": ["fax_received", "fax_processed"]}
+    )
+
+    await client.webhooks.create(
+        url="https://x.example/h", events=["fax_received", "fax_processed"], enabled=False, format="xml"
+    )
+
+    assert sent_json(route.calls.last.request) == {
+        "url": "https://x.example/h",
+        "events": ["fax_received", "fax_processed"],
+        "enabled": False,
+        "format": "xml",
+    }
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"url": "not a url", "events": ["fax_received"]},
+        {"url": "ftp://x.example/h", "events": ["fax_received"]},
+        {"url": "https://x.example/h", "events": []},
+        {"url": "https://x.example/h", "events": "fax_received"},
+        {"url": "https://x.example/h", "events": ["fax_sent"]},
+        {"url": "https://x.example/h", "events": ["fax_received"], "format": "yaml"},
+    ],
+)
+async def test_webhooks_create_refuses_bad_arguments_without_sending(
+    client: FaxClient, api: respx.MockRouter, kwargs: dict[str, Any]
+) -> None:
+    route = api.post("/fax/webhooks").respond(201, json={})
+
+    with pytest.raises(InvalidRequestError):
+        await client.webhooks.create(**kwargs)
+
+    assert route.call_count == 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "body"),
+    [
+        (
+            {"type": "email", "destination": "receiving@company.com", "attach_document": True},
+            {"type": "email", "destination": "receiving@company.com", "attach_document": True, "enabled": True},
+        ),
+        (
+            {"type": "webhook", "destination": "https://your-crm.com/api/fax"},
+            {
+                "type": "webhook",
+                "destination": "https://your-crm.com/api/fax",
+                "attach_document": False,
+                "enabled": True,
+            },
+        ),
+    ],
+    ids=["email", "webhook"],
+)
+async def test_routing_create_posts_the_documented_body(
+    client: FaxClient, api: respx.MockRouter, kwargs: dict[str, Any], body: dict[str, Any]
+) -> None:
+    route = api.post("/fax/routing").respond(201, json={"id": "rt_1", **body})
+
+    rule = await client.routing.create(**kwargs)
+
+    request = route.calls.last.request
+    assert request.method == "POST"
+    assert_api_headers(request)
+    assert sent_json(request) == body
+    assert rule == RoutingRule(**body, id="rt_1")
+
+
+async def test_numbers_request_posts_area_code_and_quantity(client: FaxClient, api: respx.MockRouter) -> None:
+    route = api.post("/fax/numbers").respond(
+        201, json={"numbers": [{"number": "+12025550100", "id": "num_1", "area_code": "202"}]}
+    )
+
+    numbers = await client.numbers.request(area_code="202", quantity=1)
+
+    request = route.calls.last.request
+    assert request.method == "POST"
+    assert_api_headers(request)
+    assert sent_json(request) == {"area_code": "202", "quantity": 1}
+    assert numbers == [FaxNumber(number="+12025550100", id="num_1", area_code="202")]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"area_code": 202},
+        {"area_code": "2O2"},
+        {"area_code": "202", "quantity": 0},
+        {"area_code": "202", "quantity": 101},
+    ],
+)
+async def test_numbers_request_refuses_bad_arguments_without_sending(
+    client: FaxClient, api: respx.MockRouter, kwargs: dict[str, Any]
+) -> None:
+    route = api.post("/fax/numbers").respond(201, json={"numbers": []})
+
+    with pytest.raises(InvalidRequestError):
+        await client.numbers.request(**kwargs)
+
+    assert route.call_count == 0
+
+
+# -- escape hatch ------------------------------------------------------------------------------
+
+
+async def test_request_escape_hatch_sends_any_path_with_auth_params_and_json(
+    client: FaxClient, api: respx.MockRouter
+) -> None:
+    route = api.post("/fax/received/fax_1/forward").respond(202, json={"queued": True})
+
+    response = await client.request(
+        "post",
+        "/fax/received/fax_1/forward",
+        params={"notify": "yes", "skip": None},
+        json={"to": "+15551234567"},
+        headers={"X-Trace": "t-1"},
+    )
+
+    request = route.calls.last.request
+    assert request.method == "POST"
+    assert dict(request.url.params) == {"notify": "yes"}
+    assert request.headers["X-Trace"] == "t-1"
+    assert_api_headers(request)
+    assert sent_json(request) == {"to": "+15551234567"}
+    assert response.status_code == 202
+    assert response.json() == {"queued": True}
+
+
+async def test_request_escape_hatch_does_not_send_the_key_to_an_absolute_foreign_url(
+    client: FaxClient, api: respx.MockRouter
+) -> None:
+    route = api.get("https://elsewhere.example/status").respond(200, json={})
+
+    await client.request("GET", "https://elsewhere.example/status")
+
+    assert "X-Auth-Token" not in route.calls.last.request.headers
