@@ -1,0 +1,40 @@
+"""The pytest plugin's fixtures, used the way an SDK user would: a FaxClient on the emulator."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from audian_fax_async.emulator import AdminClient, Emulator
+
+if TYPE_CHECKING:
+    from audian_fax_async import FaxClient
+
+
+def test_plugin_emulator_serves_on_loopback(audian_emulator: Emulator) -> None:
+    assert audian_emulator.base_url.startswith("http://127.0.0.1:")
+    assert audian_emulator.core.config.faxes == 100
+
+
+def test_each_test_gets_its_own_key(audian_api_key: str, key: str) -> None:
+    assert audian_api_key.startswith("test_") and audian_api_key != key
+
+
+async def test_fax_client_lists_and_walks_every_fax(fax_client: FaxClient) -> None:
+    page = await fax_client.received.list(limit=5)
+    assert len(page.faxes) == 5 and page.total == 100
+    walked = [fax.id async for fax in fax_client.received.iter(page_size=7)]
+    assert len(walked) == len(set(walked)) == 100
+
+
+async def test_fax_client_marks_processed_and_admin_sees_the_request(
+    fax_client: FaxClient, audian_admin: AdminClient, audian_api_key: str
+) -> None:
+    fax = (await fax_client.received.list(limit=1, status="received")).faxes[0]
+    updated = await fax_client.received.mark_processed(fax.id)
+    assert updated.processed
+    assert audian_admin.stats(audian_api_key)["requests"]["update"] == {"200": 1}
+
+
+async def test_admin_fixture_starts_each_test_from_a_reset(audian_admin: AdminClient) -> None:
+    assert audian_admin.stats_all()["accounts"] == {}
+    assert audian_admin.faults()["p500"] == 0
