@@ -28,7 +28,7 @@ from attrs import define, field, frozen
 
 from ._download import download_file
 from ._exceptions import AudianError, DestinationError, InvalidRequestError
-from ._models import DownloadOutcome, FaxStatus, OutcomeKind, ReceivedFax
+from ._models import DownloadOutcome, DownloadResult, FaxStatus, OutcomeKind, ReceivedFax
 from ._paths import cleanup_partial_files, is_inside, render_template, safe_filename
 
 if TYPE_CHECKING:
@@ -328,9 +328,8 @@ class BulkDownload:
                     sha256=existing.sha256,
                     marked=marked,
                 )
-            result = await self._download(fax, path)
+            result = await self._download(fax, path, relative)
             entry = ManifestEntry(id=fax.id, path=relative.as_posix(), bytes=result.bytes, sha256=result.sha256)
-            await self.manifest.append(entry)
             marked = await self._mark(fax, entry)
             return DownloadOutcome(
                 fax=fax,
@@ -391,8 +390,12 @@ class BulkDownload:
             return entry
         raise DestinationError(f"{path} exists and is not this fax's document (pass overwrite=True to replace it)")
 
-    async def _download(self, fax: ReceivedFax, path: Path) -> Any:
+    async def _download(self, fax: ReceivedFax, path: Path, relative: Path) -> DownloadResult:
         progress = self.progress
+
+        async def record(result: DownloadResult) -> None:
+            entry = ManifestEntry(id=fax.id, path=relative.as_posix(), bytes=result.bytes, sha256=result.sha256)
+            await self.manifest.append(entry)
 
         def on_bytes(count: int) -> None:
             progress.bytes += count
@@ -412,6 +415,7 @@ class BulkDownload:
                 max_retries=self._max_retries,
                 on_bytes=on_bytes,
                 on_retry=on_retry,
+                on_commit=record,
             )
         finally:
             progress.in_flight -= 1

@@ -17,7 +17,7 @@ import errno
 import hashlib
 import os
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -335,8 +335,13 @@ async def download_file(
     on_bytes: Callable[[int], None] | None = None,
     on_retry: Callable[[BaseException], None] | None = None,
     max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES,
+    on_commit: Callable[[DownloadResult], Awaitable[None]] | None = None,
 ) -> DownloadResult:
-    """Download one document to ``final`` (whose folder exists) through a temporary file."""
+    """Download one document to ``final`` (whose folder exists) through a temporary file.
+
+    ``on_commit`` runs right after the file is in place, in the same uncancellable step, so a
+    record of the file (the bulk manifest) can never be missing for a file that stands.
+    """
     sink = _FileSink(final)
     await sink.open(overwrite=overwrite)
     state = _Progress()
@@ -389,18 +394,22 @@ async def download_file(
                         fmt=fax.format if fax is not None else "pdf",
                         fax_id=fax_id,
                     )
-        await sink.commit(overwrite=overwrite)
+        result = DownloadResult(
+            path=final,
+            bytes=state.offset,
+            sha256=sink.hasher.hexdigest(),
+            fax=fax,
+            resumed=state.resumed,
+            attempts=attempts,
+        )
+        with anyio.CancelScope(shield=True):
+            await sink.commit(overwrite=overwrite)
+            if on_commit is not None:
+                await on_commit(result)
     except BaseException:
         await sink.discard()
         raise
-    return DownloadResult(
-        path=final,
-        bytes=state.offset,
-        sha256=sink.hasher.hexdigest(),
-        fax=fax,
-        resumed=state.resumed,
-        attempts=attempts,
-    )
+    return result
 
 
 class DocumentStream:
