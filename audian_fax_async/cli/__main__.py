@@ -1,0 +1,5 @@
+"""``python -m audian_fax_async.cli``."""
+
+from . import main
+
+main()
