@@ -143,6 +143,9 @@ class EmulatorCore:
         """Wrap a handler with authentication, latency, faults and statistics."""
 
         async def endpoint(request: Request) -> Response:
+            latency = self.faults.faults.latency
+            if latency > 0:
+                await anyio.sleep(latency)
             key = self.api_key(request)
             if key is None:
                 self.state.unauthenticated[401] += 1
@@ -150,9 +153,6 @@ class EmulatorCore:
                     401, "unauthorized", "missing API key: send X-Auth-Token or Authorization: Bearer"
                 )
             account = self.state.account(key)
-            faults = self.faults.faults
-            if faults.latency > 0:
-                await anyio.sleep(faults.latency)
             action = self.faults.decide(key, route)
             response: Response
             if action is not None and action.kind == "delay":

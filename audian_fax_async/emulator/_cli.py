@@ -113,11 +113,10 @@ def emulator_command(
         raise click.UsageError(str(exc)) from exc
 
     async def serve() -> None:
-        async with run_emulator(config, log_level=log_level) as emulator:
-            click.echo(f"Audian emulator: API {emulator.base_url}  admin {emulator.admin_url}  (Ctrl-C to stop)")
-            await asyncio.Event().wait()
+        async with run_emulator(config, log_level=log_level, handle_signals=True) as emulator:
+            click.echo(
+                f"Audian emulator: API {emulator.base_url}  admin {emulator.admin_url}  (Ctrl-C to stop)",
+            )
+            await emulator.wait_stopped()
 
-    try:
-        asyncio.run(serve())
-    except KeyboardInterrupt:
-        click.echo("stopped")
+    asyncio.run(serve())

@@ -14,8 +14,9 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
 
+import anyio
 import uvicorn
-from attrs import frozen
+from attrs import field, frozen
 
 from ._admin_client import AdminClient, AsyncAdminClient
 from ._app import EmulatorCore, create_app
@@ -36,6 +37,11 @@ class Emulator:
     base_url: str
     admin_url: str
     core: EmulatorCore
+    _stopped: asyncio.Event = field(alias="_stopped", repr=False)
+
+    async def wait_stopped(self) -> None:
+        """Wait until the server stops serving (with ``handle_signals``: on SIGINT or SIGTERM)."""
+        await self._stopped.wait()
 
     def admin(self) -> AdminClient:
         """A synchronous admin client (close it, or use it as a context manager)."""
@@ -73,8 +79,13 @@ def _url_host(host: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def run_emulator(config: EmulatorConfig | None = None, *, log_level: str = "warning") -> AsyncIterator[Emulator]:
+async def run_emulator(
+    config: EmulatorConfig | None = None, *, log_level: str = "warning", handle_signals: bool = False
+) -> AsyncIterator[Emulator]:
     """Serve the emulator on ``config.host`` (a free port unless ``config.port`` is set) while inside.
+
+    With ``handle_signals`` (for a program that is only the emulator) SIGINT and SIGTERM stop the server;
+    :meth:`Emulator.wait_stopped` returns then.
 
     Example::
 
@@ -87,7 +98,8 @@ async def run_emulator(config: EmulatorConfig | None = None, *, log_level: str =
     app = create_app(core=core)
     sock = _bind(config.host, config.port)
     port = sock.getsockname()[1]
-    server = _EmbeddedServer(
+    server_class = uvicorn.Server if handle_signals else _EmbeddedServer
+    server = server_class(
         uvicorn.Config(
             app,
             log_level=log_level,
@@ -98,6 +110,8 @@ async def run_emulator(config: EmulatorConfig | None = None, *, log_level: str =
         )
     )
     task = asyncio.ensure_future(server.serve(sockets=[sock]))
+    stopped = asyncio.Event()
+    task.add_done_callback(lambda _: stopped.set())
     try:
         while not server.started:
             if task.done():
@@ -105,11 +119,14 @@ async def run_emulator(config: EmulatorConfig | None = None, *, log_level: str =
                 raise RuntimeError("the emulator stopped during startup")
             await asyncio.sleep(0.005)
         origin = f"http://{_url_host(config.host)}:{port}"
-        yield Emulator(base_url=origin + "/v2", admin_url=origin + "/_emulator", core=core)
+        yield Emulator(base_url=origin + "/v2", admin_url=origin + "/_emulator", core=core, _stopped=stopped)
     finally:
         server.should_exit = True
         try:
-            await asyncio.shield(task)
+            # Shutdown must finish even if we got here by cancellation (it is bounded by uvicorn's
+            # graceful-shutdown timeout).
+            with anyio.CancelScope(shield=True):
+                await task
         finally:
             sock.close()
 
