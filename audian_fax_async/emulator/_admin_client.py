@@ -5,6 +5,8 @@ Both expose the same methods; they raise ``httpx.HTTPStatusError`` when the admi
 
 from __future__ import annotations
 
+import functools
+import ssl
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
@@ -17,6 +19,12 @@ from ._config import FaultConfig
 __all__ = ["AdminClient", "AsyncAdminClient"]
 
 Json = dict[str, Any]
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    # httpx loads the CA bundle for every client it builds (~50 ms); tests build one per test.
+    return ssl.create_default_context()
 
 
 def _acct(key: str) -> str:
@@ -71,7 +79,9 @@ class AdminClient:
 
     def __init__(self, admin_url: str, *, admin_key: str | None = None, timeout: float = 30.0) -> None:
         headers = {"X-Admin-Key": admin_key} if admin_key else {}
-        self._http = httpx.Client(base_url=admin_url.rstrip("/"), headers=headers, timeout=timeout)
+        self._http = httpx.Client(
+            base_url=admin_url.rstrip("/"), headers=headers, timeout=timeout, verify=_tls_context()
+        )
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -194,7 +204,9 @@ class AsyncAdminClient:
 
     def __init__(self, admin_url: str, *, admin_key: str | None = None, timeout: float = 30.0) -> None:
         headers = {"X-Admin-Key": admin_key} if admin_key else {}
-        self._http = httpx.AsyncClient(base_url=admin_url.rstrip("/"), headers=headers, timeout=timeout)
+        self._http = httpx.AsyncClient(
+            base_url=admin_url.rstrip("/"), headers=headers, timeout=timeout, verify=_tls_context()
+        )
 
     async def aclose(self) -> None:
         """Close the connection pool."""
