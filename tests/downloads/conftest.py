@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import anyio
@@ -11,7 +11,7 @@ import pytest
 import pytest_asyncio
 
 from audian_fax_async import FaxClient, RetryPolicy
-from audian_fax_async.emulator import AdminClient, Emulator, EmulatorConfig
+from audian_fax_async.emulator import AdminClient, Emulator, EmulatorConfig, EmulatorThread
 
 
 async def no_sleep(_: float) -> None:
@@ -20,9 +20,10 @@ async def no_sleep(_: float) -> None:
 
 
 @pytest.fixture(scope="session")
-def audian_emulator_config() -> EmulatorConfig:
-    # 20 faxes per account keeps a full bulk run near 8 MB.
-    return EmulatorConfig(faxes=20, seed=11, time_scale=1e-5)
+def audian_emulator() -> Iterator[Emulator]:
+    """This folder's own emulator: 20 faxes per account keeps a full bulk run near 8 MB."""
+    with EmulatorThread(EmulatorConfig(faxes=20, seed=11, time_scale=1e-5)) as emulator:
+        yield emulator
 
 
 ClientFactory = Callable[..., FaxClient]

@@ -50,6 +50,11 @@ def assert_folder_intact(admin: AdminClient, key: str, dest: Path) -> dict[str, 
     return entries
 
 
+def busy_connections(client: FaxClient) -> list[Any]:
+    pool = client._http._transport._pool  # type: ignore[attr-defined]
+    return [c for c in pool.connections if not c.is_idle() and not c.is_closed()]
+
+
 async def test_download_all_saves_every_fax_once_and_intact(
     client: FaxClient, audian_admin: AdminClient, audian_api_key: str, tmp_path: Path
 ) -> None:
@@ -134,6 +139,8 @@ async def test_cancellation_at_random_points_leaves_no_partial_file_and_rerun_co
 
         await run_all(client, tmp_path, on_progress=maybe_cancel)
     assert scope.cancelled_caught
+    assert client.limiter.statistics(client.account).in_use == 0
+    assert busy_connections(client) == [], "a cancelled download left a response open"
     finished_before = assert_folder_intact(audian_admin, audian_api_key, tmp_path)
     assert len(finished_before) < FAXES
 
@@ -288,3 +295,14 @@ def test_a_killed_process_is_resumed_without_redownloading(
     assert len(result[OutcomeKind.DOWNLOADED]) == FAXES - len(done_before)
     entries = assert_folder_intact(audian_admin, audian_api_key, tmp_path)  # the dead worker's .part files are gone
     assert len(entries) == FAXES
+
+
+def test_download_all_runs_under_trio(audian_emulator: Emulator, audian_api_key: str, tmp_path: Path) -> None:
+    import trio
+
+    async def main() -> list[OutcomeKind]:
+        async with FaxClient(audian_api_key, base_url=audian_emulator.base_url) as client:
+            async with client.received.download_all(tmp_path) as outcomes:
+                return [o.kind async for o in outcomes]
+
+    assert trio.run(main) == [OutcomeKind.DOWNLOADED] * FAXES
