@@ -301,8 +301,10 @@ def test_download_all_runs_under_trio(audian_emulator: Emulator, audian_api_key:
     import trio
 
     async def main() -> list[OutcomeKind]:
-        async with FaxClient(audian_api_key, base_url=audian_emulator.base_url) as client:
-            async with client.received.download_all(tmp_path) as outcomes:
-                return [o.kind async for o in outcomes]
+        async with (
+            FaxClient(audian_api_key, base_url=audian_emulator.base_url) as client,
+            client.received.download_all(tmp_path) as outcomes,
+        ):
+            return [o.kind async for o in outcomes]
 
     assert trio.run(main) == [OutcomeKind.DOWNLOADED] * FAXES

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -168,8 +169,8 @@ async def test_full_disk_gives_a_clear_error_and_no_partial_file(
 
         real_open = dl._FileSink._open
 
-        def tiny_disk(self: dl._FileSink) -> object:
-            handle = real_open(self)
+        def tiny_disk(self: dl._FileSink, *args: Any, **kwargs: Any) -> Any:
+            handle = real_open(self, *args, **kwargs)
             written = 0
             real_write = handle.write
 
