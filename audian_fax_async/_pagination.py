@@ -9,7 +9,13 @@ processed loses items, because each processed fax pulls the rest one place up.
 request asks for ``to_date = <received_at of the page's last fax>`` (the API's date bounds are
 inclusive) from offset 0, and drops the faxes at that boundary timestamp it has already yielded.
 Items that leave the filtered set, or arrive, above the boundary cannot shift what lies below it.
-When more faxes than a page share one timestamp, the walk pages by offset inside that timestamp.
+
+When more faxes than a page share one timestamp, the walk must page by offset inside that
+timestamp, past the faxes it has yielded there. Those faxes may leave the listing meanwhile (the
+caller marks them processed), which would make the offset skip unseen ones. So each such page
+starts one place early, on the last fax already yielded: if that fax is still there, nothing
+moved; if not, the walk steps back until it finds the end of what it has yielded. The cost is one
+fax per page, plus one request per step back.
 
 This module is pure: it decides what to request and what to yield; the resource does the I/O.
 """
@@ -30,44 +36,64 @@ __all__ = ["KeysetWalk"]
 class KeysetWalk:
     """State of one drift-proof walk.
 
-    ``upper`` starts as the caller's ``to_date`` (or open) and only ever moves down.
+    ``upper`` starts as the caller's ``to_date`` (or open) and only ever moves down. ``offset`` is
+    the next request's offset inside ``to_date=upper``; when ``verify`` is set, the fax at that
+    offset must be one already yielded at ``upper`` (the overlap that detects a shift).
     """
 
     page_size: int
     upper: datetime | None = None
-    skip: int = 0
+    offset: int = 0
     done: bool = False
+    verify: bool = False
     _seen_at_upper: set[str] = field(factory=set)
 
     def next_request(self) -> tuple[datetime | None, int]:
         """The ``to_date`` and ``offset`` of the next page to fetch."""
-        return self.upper, self.skip
+        return self.upper, self.offset
 
     def accept(self, faxes: Sequence[ReceivedFax]) -> list[ReceivedFax]:
         """Take one page as returned by the API and return the faxes to yield, in order."""
-        upper = self.upper
-        fresh = []
-        for fax in faxes:
-            if upper is not None:
-                if fax.received_at > upper:
-                    continue  # above the fixed bound: arrived after the walk began
-                if fax.received_at == upper and fax.id in self._seen_at_upper:
-                    continue  # already yielded at the boundary
-            fresh.append(fax)
+        upper, requested = self.upper, self.offset
+        if self.verify and not self._is_seen_at_upper(faxes[0] if faxes else None):
+            # Faxes yielded at this timestamp left the listing, so the rest moved up: look earlier.
+            self.offset = max(0, requested - max(1, self.page_size - 1))
+            self.verify = self.offset > 0
+            return []
 
+        fresh = [
+            fax
+            for fax in faxes
+            if upper is None
+            or fax.received_at < upper
+            or (fax.received_at == upper and fax.id not in self._seen_at_upper)
+        ]
         if len(faxes) < self.page_size:
             self.done = True
             return fresh
 
         last = faxes[-1].received_at
         at_last = {fax.id for fax in faxes if fax.received_at == last}
-        if upper is not None and last == upper:
-            # The whole page sits on the boundary timestamp: page inside it by offset.
+        if last == upper:
+            # The page ends inside the boundary timestamp; everything up to its end has been yielded.
             self._seen_at_upper |= at_last
-            self.skip = len(self._seen_at_upper)
+            self._continue_inside(requested + len(faxes))
         else:
             self.upper = last
             self._seen_at_upper = at_last
-            # A first page made of one timestamp only: skip past it rather than fetch it again.
-            self.skip = len(at_last) if len(at_last) == len(faxes) else 0
+            if len(at_last) == len(faxes):
+                # A page made of one timestamp only: its faxes open the next listing; page past them.
+                self._continue_inside(len(faxes))
+            else:
+                self.offset, self.verify = 0, False
         return fresh
+
+    def _continue_inside(self, yielded_prefix: int) -> None:
+        # Start one place early (on the last fax yielded) to notice a shift; a page of one cannot.
+        if self.page_size > 1:
+            self.offset, self.verify = yielded_prefix - 1, True
+        else:
+            self.offset, self.verify = yielded_prefix, False
+
+    def _is_seen_at_upper(self, fax: ReceivedFax | None) -> bool:
+        return fax is not None and fax.received_at == self.upper and fax.id in self._seen_at_upper

@@ -93,10 +93,12 @@ class Received(Resource):
         pagination: each page asks for ``to_date`` = the last ``received_at`` seen, offset 0) and
         drops repeats at the boundary timestamp, so changes above the boundary cannot shift it.
 
-        Assumptions: ``received_at`` of a fax never changes; the API's date bounds are inclusive
-        and the list is sorted newest first with a stable order among equal timestamps. Only when
-        more than ``page_size`` faxes share one ``received_at`` does the walk page by offset inside
-        that one timestamp, where a fax leaving the filter at that very moment could shift it::
+        Assumptions: ``received_at`` of a fax never changes and new faxes arrive later than those
+        listed; the API's date bounds are inclusive and the list is sorted newest first with a
+        stable order among equal timestamps. When more than ``page_size`` faxes share one
+        ``received_at``, the walk pages by offset inside it, starting each page on the last fax it
+        yielded so that faxes leaving the filter are noticed (``page_size=1`` cannot overlap, so
+        there a fax leaving the filter inside such a timestamp could shift the walk)::
 
             async for fax in client.received.iter(status="received"):
                 print(fax.id, fax.received_at)

@@ -6,9 +6,10 @@ reproduces both drift problems, so the keyset walk's passing is meaningful.
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 import respx
@@ -211,11 +212,94 @@ async def test_iter_over_an_empty_inbox_makes_one_request(client: FaxClient, inb
     assert len(inbox.list_requests) == 1
 
 
+# -- ties while faxes leave the filter ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("page_size", [2, 3, 4, 10])
+async def test_iter_yields_every_tied_fax_once_while_the_loop_marks_them_processed(
+    client: FaxClient, inbox: FakeInbox, page_size: int
+) -> None:
+    older = inbox.add_many(5, start=T0 - timedelta(minutes=5))
+    tied = inbox.add_many(13, step=timedelta(0))
+    newer = inbox.add_many(3, start=T0 + timedelta(minutes=5))
+    expected = newest_first(inbox, older + tied + newer)
+
+    ids = []
+    async for fax in client.received.iter(page_size=page_size, status="received"):
+        ids.append(fax.id)
+        await client.received.mark_processed(fax.id)
+
+    assert ids == expected
+
+
+async def test_iter_yields_every_tied_fax_once_when_only_some_are_marked_processed(
+    client: FaxClient, inbox: FakeInbox
+) -> None:
+    tied = inbox.add_many(17, step=timedelta(0))
+    older = inbox.add_many(4, start=T0 - timedelta(minutes=5))
+    expected = newest_first(inbox, tied + older)
+
+    ids = []
+    async for fax in client.received.iter(page_size=4, status="received"):
+        ids.append(fax.id)
+        if len(ids) % 3 == 0:
+            await client.received.mark_processed(fax.id)
+
+    assert ids == expected
+
+
+async def test_a_naive_offset_walk_skips_tied_faxes_marked_processed(client: FaxClient, inbox: FakeInbox) -> None:
+    tied = inbox.add_many(13, step=timedelta(0))
+
+    ids = []
+    offset = 0
+    while True:
+        page = await client.received.list(4, offset, status="received")
+        for fax in page.faxes:
+            ids.append(fax.id)
+            await client.received.mark_processed(fax.id)
+        if len(page.faxes) < 4:
+            break
+        offset += 4
+
+    assert set(tied) - set(ids)
+
+
+@pytest.mark.parametrize("seed", range(40))
+async def test_iter_yields_every_original_fax_once_over_random_inboxes_and_consumers(
+    client: FaxClient, inbox: FakeInbox, seed: int
+) -> None:
+    rng = random.Random(seed)
+    for cluster in range(rng.randint(1, 8)):
+        inbox.add_many(rng.choice([1, 1, 2, 3, 7, 12]), start=T0 + timedelta(minutes=cluster), step=timedelta(0))
+    for fax_id in rng.sample(sorted(inbox.faxes), k=len(inbox.faxes) // 4):
+        inbox.set_status(fax_id, "processed")
+    status = rng.choice([None, "received"])
+    expected = newest_first(inbox, [i for i, f in inbox.faxes.items() if status is None or f["status"] == status])
+    mark_ratio = rng.choice([0.0, 0.5, 1.0])
+    if rng.random() < 0.5:
+        _, hook = arrive_after_each_page(rng.randint(1, 3))
+        inbox.after_list = hook
+
+    ids = []
+    filters = {"status": status} if status else {}
+    async for fax in client.received.iter(page_size=rng.randint(2, 6), **filters):  # type: ignore[arg-type]
+        ids.append(fax.id)
+        if rng.random() < mark_ratio:
+            await client.received.mark_processed(fax.id)
+
+    assert ids == expected
+
+
 # -- KeysetWalk, pure --------------------------------------------------------------------------
 
 
 def fax(fax_id: str, minutes: int) -> ReceivedFax:
     return structure(fax_json(fax_id, T0 + timedelta(minutes=minutes)), ReceivedFax)
+
+
+def at(minutes: int) -> datetime:
+    return T0 + timedelta(minutes=minutes)
 
 
 def test_keyset_walk_starts_at_the_callers_bound_from_offset_zero() -> None:
@@ -236,7 +320,7 @@ def test_keyset_walk_moves_its_bound_to_the_last_timestamp_of_a_full_page() -> N
     walk.accept([fax("c", 3), fax("b", 2), fax("a", 1)])
 
     assert not walk.done
-    assert walk.next_request() == (T0 + timedelta(minutes=1), 0)
+    assert walk.next_request() == (at(1), 0)
 
 
 def test_keyset_walk_drops_faxes_already_yielded_at_the_boundary() -> None:
@@ -246,23 +330,46 @@ def test_keyset_walk_drops_faxes_already_yielded_at_the_boundary() -> None:
     fresh = walk.accept([fax("c", 1), fax("b", 1), fax("a", 1)])
 
     assert fresh == [fax("a", 1)]
-    assert walk.next_request() == (T0 + timedelta(minutes=1), 3)
+    # The next page starts on the last fax yielded at the boundary, to notice a shift.
+    assert walk.next_request() == (at(1), 2)
 
 
 def test_keyset_walk_drops_faxes_above_its_bound() -> None:
-    walk = KeysetWalk(page_size=3, upper=T0 + timedelta(minutes=2))
+    walk = KeysetWalk(page_size=3, upper=at(2))
 
     assert walk.accept([fax("new", 5), fax("b", 2), fax("a", 1)]) == [fax("b", 2), fax("a", 1)]
 
 
-def test_keyset_walk_pages_by_offset_inside_one_timestamp() -> None:
-    walk = KeysetWalk(page_size=2)
+def test_keyset_walk_pages_inside_one_timestamp_overlapping_by_one() -> None:
+    walk = KeysetWalk(page_size=3)
 
-    assert walk.accept([fax("f", 0), fax("e", 0)]) == [fax("f", 0), fax("e", 0)]
+    assert walk.accept([fax("g", 0), fax("f", 0), fax("e", 0)]) == [fax("g", 0), fax("f", 0), fax("e", 0)]
     assert walk.next_request() == (T0, 2)
-    assert walk.accept([fax("d", 0), fax("c", 0)]) == [fax("d", 0), fax("c", 0)]
+    assert walk.accept([fax("e", 0), fax("d", 0), fax("c", 0)]) == [fax("d", 0), fax("c", 0)]
     assert walk.next_request() == (T0, 4)
-    assert walk.accept([fax("b", 0), fax("a", -1)]) == [fax("b", 0), fax("a", -1)]
-    assert walk.next_request() == (T0 - timedelta(minutes=1), 0)
+    assert walk.accept([fax("c", 0), fax("b", 0), fax("a", -1)]) == [fax("b", 0), fax("a", -1)]
+    assert walk.next_request() == (at(-1), 0)
     assert walk.accept([fax("a", -1)]) == []
+    assert walk.done
+
+
+def test_keyset_walk_steps_back_when_yielded_faxes_left_the_listing() -> None:
+    walk = KeysetWalk(page_size=3)
+    walk.accept([fax("g", 0), fax("f", 0), fax("e", 0)])  # then g, f, e are marked processed
+
+    # Offset 2 now lands on c: e is gone, so d and c moved up past the offset.
+    assert walk.accept([fax("c", 0), fax("b", 0), fax("a", 0)]) == []
+    assert walk.next_request() == (T0, 0)
+    assert walk.accept([fax("d", 0), fax("c", 0), fax("b", 0)]) == [fax("d", 0), fax("c", 0), fax("b", 0)]
+    assert walk.next_request() == (T0, 2)
+
+
+def test_keyset_walk_with_pages_of_one_pages_inside_a_timestamp_by_offset() -> None:
+    walk = KeysetWalk(page_size=1)
+
+    assert walk.accept([fax("b", 0)]) == [fax("b", 0)]
+    assert walk.next_request() == (T0, 1)
+    assert walk.accept([fax("a", 0)]) == [fax("a", 0)]
+    assert walk.next_request() == (T0, 2)
+    assert walk.accept([]) == []
     assert walk.done
