@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
@@ -133,7 +134,11 @@ class DocumentResponse(Response):
         bandwidth = self._bandwidth
         started = time.monotonic()
         sent = 0
-        for chunk in self._chunks:
+        for count, chunk in enumerate(self._chunks, 1):
+            if count % 16 == 0:
+                # uvicorn's send() returns without suspending once the client is gone; yield now and
+                # then so the disconnect watcher can stop a big body from being produced into the void.
+                await anyio.lowlevel.checkpoint()
             if sent + len(chunk) > limit:
                 chunk = chunk[: limit - sent]
             if chunk:

@@ -101,3 +101,16 @@ async def test_limit_is_per_account_and_its_retry_after_is_configurable() -> Non
             assert other.status_code == 200
         assert emu.core.state.accounts["alice"].downloads_current == 2
         assert emu.core.state.accounts["bob"].downloads_current == 2
+
+
+async def test_leaving_a_huge_download_early_frees_the_slot_without_sending_it_all(
+    api: httpx.AsyncClient, admin: AdminClient, key: str
+) -> None:
+    size = 256 * 1024 * 1024
+    admin.inject(key, faxes=[{"id": "fax_received_huge", "pages": 10, "size": size}])
+    async with api.stream("GET", "/fax/received/fax_received_huge/download") as response:
+        assert response.status_code == 200
+        async for _ in response.aiter_raw():
+            break
+    stats = await wait_until_idle(admin, key)
+    assert stats["bytes_served"] < size // 4
