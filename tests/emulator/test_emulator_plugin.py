@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from audian_fax_async.emulator import AdminClient, Emulator
@@ -38,3 +39,19 @@ async def test_fax_client_marks_processed_and_admin_sees_the_request(
 async def test_admin_fixture_starts_each_test_from_a_reset(audian_admin: AdminClient) -> None:
     assert audian_admin.stats_all()["accounts"] == {}
     assert audian_admin.faults()["p500"] == 0
+
+
+async def test_sdk_models_parse_every_emulator_answer(
+    fax_client: FaxClient, audian_admin: AdminClient, audian_api_key: str, tmp_path: Path
+) -> None:
+    fax = await fax_client.received.get((await fax_client.received.list(limit=1)).faxes[0].id)
+    archived = await fax_client.received.archive(fax.id)
+    assert archived.status == "archived"
+    hook = await fax_client.webhooks.create(url="https://example.com/fax", events=["fax_received"], format="xml")
+    assert hook.id is not None and hook.id.startswith("wh_")
+    rule = await fax_client.routing.create(type="email", destination="faxes@example.com", attach_document=True)
+    assert rule.attach_document
+    numbers = await fax_client.numbers.request(area_code="202", quantity=2)
+    assert len(numbers) == 2
+    result = await fax_client.received.download(fax.id, tmp_path)
+    assert result.sha256 == audian_admin.document_sha256(audian_api_key, fax.id)

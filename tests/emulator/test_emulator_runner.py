@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -13,7 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 import audian_fax_async.emulator as emulator_pkg
-from audian_fax_async.emulator import EmulatorConfig, EmulatorThread, emulator_command, run_emulator
+import audian_fax_async.emulator._server as server_module
+from audian_fax_async.emulator import EmulatorConfig, EmulatorThread, emulator_command, fault_profile, run_emulator
 
 
 def test_public_surface_is_exactly_all() -> None:
@@ -134,3 +137,31 @@ def test_python_dash_m_serves_and_answers() -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_cli_options_override_the_profile(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[EmulatorConfig] = []
+
+    @contextlib.asynccontextmanager
+    async def fake_run(config: EmulatorConfig, **_: object) -> AsyncIterator[object]:
+        seen.append(config)
+
+        class Stopped:
+            base_url = admin_url = "http://fake"
+
+            async def wait_stopped(self) -> None:
+                return None
+
+        yield Stopped()
+
+    monkeypatch.setattr(server_module, "run_emulator", fake_run)
+    args = ["--faults", "chaos", "--p503", "0.2", "--bandwidth", "1000", "--retry-after", "3", "--faxes", "9",
+            "--max-concurrent-downloads", "4", "--time-scale", "0.001", "--seed", "42"]  # fmt: skip
+    result = CliRunner().invoke(emulator_command, args)
+    assert result.exit_code == 0, result.output
+    config = seen[0]
+    chaos = fault_profile("chaos")
+    assert (config.faults.p503, config.faults.bandwidth, config.faults.retry_after) == (0.2, 1000, 3)
+    assert (config.faults.p500, config.faults.drop, config.faults.latency) == (chaos.p500, chaos.drop, chaos.latency)
+    assert (config.faxes, config.max_concurrent_downloads, config.retry_after) == (9, 4, 3)
+    assert (config.time_scale, config.seed, config.port) == (0.001, 42, 8443)

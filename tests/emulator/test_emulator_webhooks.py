@@ -12,6 +12,7 @@ from defusedxml.ElementTree import fromstring
 from emulator_helpers import Receiver, free_port_url, serve_receiver
 
 from audian_fax_async.emulator import AdminClient, Emulator
+from audian_fax_async.emulator._webhooks import render_payload
 
 PAYLOAD_FIELDS = [
     "event", "id", "from_number", "from_name", "to_number", "pages", "received_at", "file_size", "format",
@@ -195,3 +196,16 @@ async def test_reset_cancels_pending_redeliveries(
         await anyio.sleep(0.05)
     assert len(receiver.requests) == attempts < 5
     assert admin.deliveries(key) == []
+
+
+def test_xml_payload_escapes_text_and_keeps_field_order() -> None:
+    payload = {"event": "fax_received", "id": "fax_received_1", "from_name": "Smith & Sons <Legal>", "pages": 2}
+    body, content_type = render_payload(payload, "xml")
+    assert content_type == "application/xml"
+    root = fromstring(body)
+    assert [(child.tag, child.text) for child in root] == [
+        ("event", "fax_received"),
+        ("id", "fax_received_1"),
+        ("from_name", "Smith & Sons <Legal>"),
+        ("pages", "2"),
+    ]
