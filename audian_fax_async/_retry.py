@@ -24,6 +24,7 @@ __all__ = [
     "RetryPolicy",
     "backoff_delay",
     "parse_retry_after",
+    "retry_after_of",
     "retrying",
     "should_retry",
 ]
@@ -73,9 +74,18 @@ def should_retry(exc: BaseException, *, idempotent: bool, policy: RetryPolicy) -
     if isinstance(exc, APIStatusError):
         if not idempotent or exc.status_code not in RETRYABLE_STATUS:
             return False
-        retry_after = getattr(exc, "retry_after", None)
+        retry_after = retry_after_of(exc)
         return not (retry_after is not None and retry_after > policy.max_retry_after)
     return False
+
+
+def retry_after_of(exc: BaseException | None) -> float | None:
+    """The wait the API asked for: a 429's ``retry_after``, or a ``Retry-After`` on another status (503)."""
+    if isinstance(exc, RateLimitError):
+        return exc.retry_after
+    if isinstance(exc, APIStatusError) and exc.response is not None:
+        return parse_retry_after(exc.response.headers.get("Retry-After"))
+    return None
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -112,8 +122,7 @@ def backoff_delay(attempt: int, policy: RetryPolicy, *, retry_after: float | Non
 def _wait(policy: RetryPolicy) -> Callable[[RetryCallState], float]:
     def wait(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
-        retry_after = exc.retry_after if isinstance(exc, RateLimitError) else None
-        return backoff_delay(state.attempt_number, policy, retry_after=retry_after)
+        return backoff_delay(state.attempt_number, policy, retry_after=retry_after_of(exc))
 
     return wait
 

@@ -23,7 +23,7 @@ from audian_fax_async import (
     RateLimitError,
     RetryPolicy,
 )
-from audian_fax_async._retry import backoff_delay, parse_retry_after, should_retry
+from audian_fax_async._retry import backoff_delay, parse_retry_after, retry_after_of, should_retry
 
 from ._fakes import fax_json
 from .conftest import API_KEY, BASE_URL, RecordingSleep
@@ -209,6 +209,28 @@ async def test_a_retry_after_beyond_the_cap_raises_at_once_without_sleeping(
     assert route.call_count == 1
     assert sleeps.delays == []
     assert caught.value.retry_after is not None and caught.value.retry_after > client.retry_policy.max_retry_after
+
+
+async def test_retry_after_on_a_503_is_honoured_too(
+    client: FaxClient, api: respx.MockRouter, sleeps: RecordingSleep
+) -> None:
+    api.get("/fax/received/fax_1").mock(side_effect=failures_then_ok(httpx.Response(503, headers={"Retry-After": "9"})))
+
+    await client.received.get("fax_1")
+
+    assert sleeps.delays == [9.0]
+
+
+async def test_a_503_asking_for_an_hour_raises_at_once_without_sleeping(
+    client: FaxClient, api: respx.MockRouter, sleeps: RecordingSleep
+) -> None:
+    route = api.get("/fax/received/fax_1").respond(503, headers={"Retry-After": "3600"})
+
+    with pytest.raises(InternalServerError):
+        await client.received.get("fax_1")
+
+    assert route.call_count == 1
+    assert sleeps.delays == []
 
 
 # -- which operations --------------------------------------------------------------------------
@@ -432,6 +454,24 @@ NOW = datetime(2024, 2, 4, 13, 15, tzinfo=UTC)
 )
 def test_parse_retry_after_reads_seconds_and_http_dates(value: str | None, seconds: float | None) -> None:
     assert parse_retry_after(value, now=NOW) == seconds
+
+
+def test_retry_after_of_reads_a_429_attribute_or_any_status_header() -> None:
+    request = httpx.Request("GET", "https://api.audian.com:8443/v2/fax/received")
+    unavailable = InternalServerError(
+        "x",
+        status_code=503,
+        method="GET",
+        url="u",
+        response=httpx.Response(503, headers={"Retry-After": "4"}, request=request),
+    )
+    limited = RateLimitError("x", retry_after=2.0, status_code=429, method="GET", url="u")
+
+    assert retry_after_of(unavailable) == 4.0
+    assert retry_after_of(limited) == 2.0
+    assert retry_after_of(_status_error(500)) is None
+    assert retry_after_of(APIConnectionError("reset")) is None
+    assert retry_after_of(None) is None
 
 
 def test_backoff_delay_grows_exponentially_with_jitter_and_a_cap() -> None:
