@@ -32,6 +32,7 @@ async def test_repr_of_the_client_shows_the_base_url_but_not_the_key(client: Fax
     assert API_KEY not in text
     assert API_KEY[:8] not in text
     assert BASE_URL in text
+    assert API_KEY not in client.account
 
 
 async def test_an_error_message_never_contains_the_key_even_when_the_api_echoes_it(

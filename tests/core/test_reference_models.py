@@ -222,9 +222,22 @@ def _without(record: dict[str, Any], key: str) -> dict[str, Any]:
         (_page(fax_json("a", processed="false")), "$.faxes[0].processed"),
         (_page(fax_json("a", status=None)), "$.faxes[0].status"),
         ({**_page(), "total": "5"}, "$.total"),
+        ({**_page(), "total": True}, "$.total"),
+        ({**_page(), "faxes": None}, "$.faxes"),
         (_without(_page(), "total"), "$.total"),
     ],
-    ids=["missing-received_at", "str-pages", "bad-date", "int-id", "str-bool", "null-status", "str-total", "no-total"],
+    ids=[
+        "missing-received_at",
+        "str-pages",
+        "bad-date",
+        "int-id",
+        "str-bool",
+        "null-status",
+        "str-total",
+        "bool-total",
+        "null-faxes",
+        "no-total",
+    ],
 )
 def test_a_missing_or_mistyped_field_raises_validation_error_naming_it(data: dict[str, Any], path: str) -> None:
     with pytest.raises(ValidationError) as caught:
@@ -272,3 +285,23 @@ async def test_a_json_body_that_is_not_an_object_raises_validation_error(
         await client.received.get("fax_1")
 
     assert caught.value.path == "$"
+
+
+async def test_a_numbers_response_without_its_envelope_raises_validation_error(
+    client: FaxClient, api: respx.MockRouter
+) -> None:
+    api.post("/fax/numbers").respond(201, json=[{"number": "+12025550100"}])
+
+    with pytest.raises(ValidationError) as caught:
+        await client.numbers.request(area_code="202")
+
+    assert caught.value.path == "$.numbers"
+
+
+async def test_a_numbers_response_with_a_bad_item_names_it(client: FaxClient, api: respx.MockRouter) -> None:
+    api.post("/fax/numbers").respond(201, json={"numbers": [{"number": "+12025550100"}, {"id": "num_2"}]})
+
+    with pytest.raises(ValidationError) as caught:
+        await client.numbers.request(area_code="202", quantity=2)
+
+    assert caught.value.path == "$[1].number"
