@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json as _json
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
@@ -151,11 +151,11 @@ class FaxClient:
 
         return self._resource("numbers", Numbers)
 
-    def _resource(self, name: str, cls: type[T]) -> T:
+    def _resource(self, name: str, cls: Callable[[FaxClient], T]) -> T:
         resource = self._resources.get(name)
         if resource is None:
             resource = self._resources[name] = cls(self)
-        return resource  # type: ignore[no-any-return]
+        return resource
 
     # -- lifecycle ---------------------------------------------------------------------------
 
