@@ -333,9 +333,10 @@ class EmulatorState:
         window = 90 * 24 * 3600
         faxes: list[Fax] = []
         previous: dt.datetime | None = None
-        for _ in range(self.config.faxes):
-            if previous is not None and rng.random() < 0.08:
-                # Deliberate ties: several faxes in the same second exercise pagination's tie-break.
+        for index in range(self.config.faxes):
+            if previous is not None and (index % 25 in (1, 2) or rng.random() < 0.08):
+                # Deliberate ties (at least three faxes in one second per 25, more at random) exercise
+                # pagination's tie-break.
                 received_at = previous
             else:
                 received_at = self.anchor - dt.timedelta(seconds=rng.randrange(60, window))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -55,3 +57,13 @@ async def test_sdk_models_parse_every_emulator_answer(
     assert len(numbers) == 2
     result = await fax_client.received.download(fax.id, tmp_path)
     assert result.sha256 == audian_admin.document_sha256(audian_api_key, fax.id)
+
+
+def test_loading_the_plugin_imports_neither_starlette_nor_uvicorn() -> None:
+    code = (
+        "import sys, audian_fax_async.testing;"
+        "heavy = [m for m in ('starlette', 'uvicorn', 'audian_fax_async.emulator') if m in sys.modules];"
+        "print(heavy); sys.exit(1 if heavy else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
