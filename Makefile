@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test lint typecheck pytest demo bench clean
+.PHONY: install test lint typecheck pytest redis-server demo bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,8 +21,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The Redis tests start (and stop) their own redis-server on a free loopback port, so it must be
+# installed: Debian's package is installed here when missing (as root), else this fails. Never skipped.
+redis-server:
+	@scripts/redis-test-server.sh ensure
+
 # pytest exits 5 when it collected nothing: that must never pass as success.
-pytest: $(STAMP)
+pytest: $(STAMP) redis-server
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 

@@ -14,6 +14,7 @@
 """
 
 import logging as _logging
+import typing as _typing
 
 from ._client import FaxClient
 from ._config import DEFAULT_BASE_URL
@@ -59,6 +60,9 @@ from ._models import (
 )
 from ._retry import RetryPolicy
 from ._version import __version__
+
+if _typing.TYPE_CHECKING:
+    from .redis import RedisLimiter as RedisLimiter
 
 # A library logs, the application decides where it goes (no "No handlers" fallback to stderr).
 _logging.getLogger("audian_fax_async").addHandler(_logging.NullHandler())
@@ -108,3 +112,12 @@ __all__ = [
     "format_datetime",
     "parse_datetime",
 ]
+
+
+def __getattr__(name: str) -> _typing.Any:
+    # ``RedisLimiter`` needs the ``redis`` extra: imported on first use, never at package import.
+    if name == "RedisLimiter":
+        from .redis import RedisLimiter
+
+        return RedisLimiter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,254 @@
+"""RedisLimiter against a real redis-server: admission, release, leases, loss, outages, statistics."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from typing import Unpack
+
+import anyio
+import pytest
+import redis.asyncio as aioredis
+from redis_server import RedisServer, free_port
+
+import audian_fax_async
+from audian_fax_async import FaxClient, LimiterError, LimiterStatistics
+from audian_fax_async._redis._scripts import ACQUIRE, account_keys
+from audian_fax_async.redis import RedisLimiter, RedisLimiterOptions
+
+pytestmark = pytest.mark.redis
+
+FAST: RedisLimiterOptions = {"lease": 0.6, "renew_interval": 0.1, "quiet_period": 0.0}
+
+
+def fast_limiter(url: str, **options: Unpack[RedisLimiterOptions]) -> RedisLimiter:
+    """A limiter with leases of 0.6 s renewed every 0.1 s (and no quiet period)."""
+    merged: RedisLimiterOptions = {**FAST, **options}
+    return RedisLimiter.from_url(url, **merged)
+
+
+@pytest.fixture
+async def limiter(redis_server: RedisServer) -> AsyncIterator[RedisLimiter]:
+    limiter = fast_limiter(redis_server.url)
+    try:
+        yield limiter
+    finally:
+        await limiter.aclose()
+
+
+async def test_many_limiters_never_hold_more_than_the_limit_together(redis_server: RedisServer, account: str) -> None:
+    # Three limiters stand for three processes: each has its own connections and local state.
+    limiters = [fast_limiter(redis_server.url, limit=4) for _ in range(3)]
+    inside = highest = 0
+
+    async def download(limiter: RedisLimiter) -> None:
+        nonlocal inside, highest
+        async with limiter.acquire(account):
+            inside += 1
+            highest = max(highest, inside)
+            await anyio.sleep(0.005)
+            inside -= 1
+
+    async with anyio.create_task_group() as tg:
+        for i in range(60):
+            tg.start_soon(download, limiters[i % 3])
+    stats = await limiters[0].global_statistics(account)
+    assert highest == 4
+    assert (stats.in_use, stats.highest_in_use, stats.total_acquired) == (0, 4, 60)
+    assert sum(limiter.statistics(account).total_acquired for limiter in limiters) == 60
+    for limiter in limiters:
+        await limiter.aclose()
+
+
+async def test_a_slot_is_released_on_error_and_on_cancellation(limiter: RedisLimiter, account: str) -> None:
+    with pytest.raises(ValueError, match="boom"):  # the body's own exception, not an ExceptionGroup
+        async with limiter.acquire(account):
+            raise ValueError("boom")
+    with anyio.move_on_after(0.05):
+        async with limiter.acquire(account):
+            await anyio.sleep(10)
+    assert await limiter.holders(account) == {}
+    assert limiter.statistics(account) == LimiterStatistics(10, 0, 0, 1, 2)
+
+
+async def test_a_waiter_is_woken_by_a_release_without_polling(redis_server: RedisServer, account: str) -> None:
+    one = fast_limiter(redis_server.url, limit=1, max_poll=5.0)
+    other = fast_limiter(redis_server.url, limit=1, max_poll=5.0)
+    release = anyio.Event()
+    got_it_after: list[float] = []
+
+    async def hold() -> None:
+        async with one.acquire(account):
+            await release.wait()
+
+    async def wait() -> None:
+        async with other.acquire(account):
+            got_it_after.append(anyio.current_time() - released_at)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(hold)
+        await anyio.sleep(0.05)
+        tg.start_soon(wait)
+        await anyio.sleep(0.05)
+        assert other.statistics(account).waiting == 1
+        released_at = anyio.current_time()
+        release.set()
+    assert got_it_after[0] < 0.1  # woken by the release, far below max_poll (5 s)
+    await one.aclose()
+    await other.aclose()
+
+
+async def test_a_crashed_holder_s_slot_returns_when_its_lease_ends(
+    limiter: RedisLimiter, redis_client: aioredis.Redis, account: str
+) -> None:
+    # A holder that took every slot and died: nobody renews or releases its leases (300 ms).
+    keys = account_keys(limiter.key_prefix, account)
+    acquire = redis_client.register_script(ACQUIRE)
+    for i in range(10):
+        admitted, _, _ = await acquire(keys=[keys.holders, keys.meta], args=[f"dead:1:{i}", 10, 300, 0])
+        assert admitted == 1
+    started = anyio.current_time()
+    with anyio.fail_after(2):
+        async with limiter.acquire(account):
+            waited = anyio.current_time() - started
+    # Woken at the lease's end by the expiry hint, not at the next max_poll (1 s).
+    assert 0.2 <= waited <= 0.6
+
+
+async def test_a_lost_lease_cancels_the_body_and_raises_limiter_error(
+    limiter: RedisLimiter, redis_client: aioredis.Redis, account: str
+) -> None:
+    keys = account_keys(limiter.key_prefix, account)
+    reached_end = False
+
+    async def download() -> None:
+        nonlocal reached_end
+        async with limiter.acquire(account):
+            await redis_client.delete(keys.holders)  # another party took the slot away
+            await anyio.sleep(5)
+            reached_end = True
+
+    started = anyio.current_time()
+    with pytest.raises(LimiterError, match="lease was lost"):
+        await download()
+    assert not reached_end
+    assert anyio.current_time() - started < 0.1 + 0.1  # within one renewal interval (+ slack)
+
+
+async def test_a_holder_that_cannot_renew_stops_before_its_lease_ends(own_redis: RedisServer, account: str) -> None:
+    limiter = fast_limiter(own_redis.url)
+    entered = 0.0
+
+    async def download() -> None:
+        nonlocal entered
+        async with limiter.acquire(account):
+            entered = anyio.current_time()
+            own_redis.stop()
+            await anyio.sleep(5)
+
+    with pytest.raises(LimiterError, match="could not be renewed in time"):
+        await download()
+    # Stopped (and the error raised) before the lease could end in Redis: 0.6 s after the grant.
+    assert anyio.current_time() - entered < FAST["lease"]
+    await limiter.aclose()
+
+
+async def test_unreachable_redis_fails_clearly_by_default(account: str) -> None:
+    limiter = RedisLimiter.from_url(f"redis://127.0.0.1:{free_port()}/0", reconnect_window=0.1)
+    with anyio.fail_after(5), pytest.raises(LimiterError, match="Redis is unreachable"):
+        async with limiter.acquire(account):
+            pytest.fail("admitted without Redis")
+    assert limiter.statistics(account).in_use == 0
+    await limiter.aclose()
+
+
+async def test_unreachable_redis_with_local_fallback_admits_on_the_process_limit(account: str) -> None:
+    limiter = RedisLimiter.from_url(
+        f"redis://127.0.0.1:{free_port()}/0", limit=3, reconnect_window=0.0, on_unavailable="local"
+    )
+    inside = highest = 0
+
+    async def download() -> None:
+        nonlocal inside, highest
+        async with limiter.acquire(account):
+            inside += 1
+            highest = max(highest, inside)
+            await anyio.sleep(0.01)
+            inside -= 1
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            for _ in range(9):
+                tg.start_soon(download)
+    assert highest == 3
+    await limiter.aclose()
+
+
+async def test_after_redis_loses_its_data_nobody_is_admitted_during_the_quiet_period(
+    redis_server: RedisServer, redis_client: aioredis.Redis, account: str
+) -> None:
+    limiter = RedisLimiter.from_url(redis_server.url, lease=0.6, renew_interval=0.1, quiet_period=0.3)
+    keys = account_keys(limiter.key_prefix, account)
+    async with limiter.acquire(account):  # the first use of the account pays the quiet period too
+        pass
+    await redis_client.delete(keys.holders, keys.meta)  # as a restart without persistence would
+    started = anyio.current_time()
+    async with limiter.acquire(account):
+        waited = anyio.current_time() - started
+    assert 0.25 <= waited <= 0.6
+    await limiter.aclose()
+
+
+async def test_fax_client_downloads_through_the_redis_limiter(
+    redis_server: RedisServer, emulator: audian_fax_async.emulator.Emulator, tmp_path: object
+) -> None:
+    from audian_fax_async.emulator import AdminClient
+
+    with AdminClient(emulator.admin_url) as admin:
+        admin.inject("test_redis_client", count=3, size=20_000)
+    limiter = fast_limiter(redis_server.url)
+    async with FaxClient(api_key="test_redis_client", base_url=emulator.base_url, limiter=limiter) as client:
+        results = [r async for r in client.received.download_all(str(tmp_path))]
+        assert [r.kind.value for r in results] == ["downloaded"] * 3
+        stats = await limiter.global_statistics(client.account)
+        assert stats.total_acquired == 3 and stats.in_use == 0
+    await limiter.aclose()
+
+
+def test_redis_limiter_is_importable_from_the_package_root() -> None:
+    assert audian_fax_async.RedisLimiter is RedisLimiter
+    assert "RedisLimiter" not in audian_fax_async.__all__
+    from audian_fax_async import RedisLimiter as again
+
+    assert again is RedisLimiter
+    with pytest.raises(AttributeError):
+        audian_fax_async.NoSuchThing  # noqa: B018
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"limit": 0},
+        {"lease": 0},
+        {"lease": 1.0, "renew_interval": 0.6},
+        {"on_unavailable": "ignore"},
+        {"command_timeout": 0},
+    ],
+)
+def test_bad_options_are_refused(options: dict[str, object]) -> None:
+    client = aioredis.Redis()
+    with pytest.raises(ValueError):
+        RedisLimiter(client, **options)  # type: ignore[arg-type]
+
+
+def test_account_keys_share_one_cluster_hash_tag() -> None:
+    keys = account_keys("p:", "abc123")
+    assert (keys.holders, keys.wake, keys.meta) == ("p:{abc123}:holders", "p:{abc123}:wake", "p:{abc123}:meta")
+    odd = account_keys("p:", "a}b{c")
+    assert odd.holders.count("{") == 1 and odd.holders.count("}") == 1
+
+
+def test_tokens_name_the_host_and_process() -> None:
+    limiter = RedisLimiter(aioredis.Redis())
+    host, pid, _ = limiter._token().split(":")
+    assert host == socket.gethostname() and pid.isdigit()
