@@ -131,6 +131,7 @@ async def _serve(
         stack.callback(sock.close)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
+        sock.listen(128)  # connections made as soon as the banner shows wait in the backlog
         bound = sock.getsockname()[1]
         shown = f"[{host}]" if ":" in host else host
         extras = [name for name, on in (("confirm", confirm), ("forward", forward_to)) if on]

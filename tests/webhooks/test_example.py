@@ -1,0 +1,50 @@
+"""examples/fastapi_webhook.py end to end: the emulator delivers, the app downloads and marks processed."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import anyio
+import httpx
+
+from audian_fax_async import FaxClient, FaxStatus
+from audian_fax_async.emulator import Emulator
+
+from .servers import serve
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "fastapi_webhook.py"
+
+
+def load_example() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("fastapi_webhook_example", EXAMPLE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+async def test_example_downloads_each_arriving_fax_and_marks_it_processed(
+    fax_client: FaxClient, audian_emulator: Emulator, audian_api_key: str, tmp_path: Path
+) -> None:
+    dest = tmp_path / "faxes"
+    app = load_example().create_app(fax_client, dest_dir=dest)
+    async with (
+        serve(app, lifespan="on") as url,
+        audian_emulator.async_admin() as admin,
+        httpx.AsyncClient(base_url=url) as http,
+    ):
+        await fax_client.webhooks.create(url=url + "/webhooks/fax", events=["fax_received"], format="xml")
+        fax_ids = [(await admin.arrive(audian_api_key))["id"] for _ in range(3)]
+        with anyio.fail_after(10):
+            for fax_id in fax_ids:
+                while (await fax_client.received.get(fax_id)).status != FaxStatus.PROCESSED:
+                    await anyio.sleep(0.01)  # the example works in the background: wait for the API to say so
+        expected = {fax_id: await admin.document_sha256(audian_api_key, fax_id) for fax_id in fax_ids}
+        health = (await http.get("/healthz")).json()
+    saved = {path.stem: hashlib.sha256(path.read_bytes()).hexdigest() for path in dest.iterdir()}
+    assert saved == expected
+    assert health["ok"] is True
+    assert health["outcomes"] == {"accepted": 3}
