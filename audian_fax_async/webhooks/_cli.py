@@ -42,11 +42,10 @@ def _forward_body(event: WebhookEvent) -> tuple[bytes, dict[str, str]]:
     """The event re-sent as the reference's JSON payload, with its ids in the usual headers."""
     data = unstructure(event)
     payload = {name: data[name] for name in PAYLOAD_FIELDS if name != "status" or data[name] is not None}
-    headers = {
-        "Content-Type": "application/json",
-        "X-Audian-Event": str(event.event),
-        "X-Audian-Event-Id": event.dedupe_key,
-    }
+    headers = {"Content-Type": "application/json", "X-Audian-Event": str(event.event)}
+    # Without the sender's event id the receiver downstream derives the same key from the body.
+    if event.event_id:
+        headers["X-Audian-Event-Id"] = event.event_id
     if event.delivery_id:
         headers["X-Audian-Delivery-Id"] = event.delivery_id
     return json.dumps(payload, separators=(",", ":")).encode(), headers

@@ -54,6 +54,8 @@ _REQUIRED_FOR_KNOWN = ("from_number", "to_number", "received_at")
 _INT_FIELDS = frozenset({"pages", "file_size"})
 _MAX_XML_FIELDS = 64
 _MAX_ID_HEADER = 200
+# ``event`` and ``id`` make the de-duplication key: bounded, so a store's memory is bounded per key.
+_MAX_LENGTHS = {"event": 64, "id": 256}
 
 
 def payload_format(content_type: str | None) -> WebhookFormat | None:
@@ -237,8 +239,17 @@ def _require(fields: Mapping[str, Any], name: str) -> None:
     value = fields.get(name)
     if value is None:
         raise ValidationError(f"missing required field {name!r}", path=f"$.{name}", model="WebhookEvent")
-    if isinstance(value, str) and not value.strip():
+    if not isinstance(value, str):
+        return  # the converter names the wrong type
+    if not value.strip():
         raise ValidationError(f"field {name!r} is empty", path=f"$.{name}", model="WebhookEvent")
+    limit = _MAX_LENGTHS.get(name)
+    if limit is not None and (len(value) > limit or not value.isprintable()):
+        raise ValidationError(
+            f"field {name!r} is longer than {limit} characters or has control characters",
+            path=f"$.{name}",
+            model="WebhookEvent",
+        )
 
 
 def _header_id(headers: Mapping[str, str], name: str, display: str) -> str | None:

@@ -30,6 +30,7 @@ __all__ = [
     "ClaimStatus",
     "IdempotencyStore",
     "MemoryIdempotencyStore",
+    "new_token",
 ]
 
 DEFAULT_TTL = 48 * 3600.0

@@ -136,6 +136,13 @@ def test_xml_non_integer_pages_is_a_validation_error() -> None:
     assert info.value.path == "$.pages"
 
 
+@pytest.mark.parametrize("changes", [{"id": "f" * 257}, {"id": "fax\n1"}, {"event": "e" * 65}])
+def test_oversized_or_control_character_keys_are_refused(changes: dict[str, str]) -> None:
+    # event and id make the de-duplication key: a megabyte-long id must not become a store key.
+    with pytest.raises(ValidationError, match="longer than"):
+        parse_event(json_body(**changes), "application/json")
+
+
 def test_empty_id_is_refused() -> None:
     with pytest.raises(ValidationError, match="'id' is empty"):
         parse_event(json_body(id="  "), "application/json")
