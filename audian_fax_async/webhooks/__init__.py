@@ -10,7 +10,8 @@
             print("fax", event.id, "from", event.from_number)
 
     receiver = WebhookReceiver(on_event, allow_senders={"+12025551234"})
-    app.mount("/webhooks/fax", receiver)        # Starlette / FastAPI; or serve it alone with uvicorn
+    app.mount("/webhooks/fax", receiver)     # Starlette / FastAPI (subscribe ".../webhooks/fax/")
+    # or: uvicorn module:receiver            # served alone
 
 See ``docs/webhooks.md`` for de-duplication, confirmation by fetch and what each protects against.
 """

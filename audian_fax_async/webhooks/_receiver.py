@@ -219,7 +219,8 @@ class WebhookReceiver(Generic[E]):
                 ...
 
         receiver = WebhookReceiver(on_event, allow_senders={"+12025551234"})
-        app.mount("/webhooks/fax", receiver)
+        app.router.routes.append(Route("/webhooks/fax", receiver, methods=["POST"]))
+        # or app.mount("/webhooks/fax", receiver), and subscribe ".../webhooks/fax/"
 
     Anything else can call ``result = await receiver.handle(body, headers)`` and answer
     ``result.status_code`` with ``result.body``.
@@ -543,7 +544,11 @@ class WebhookReceiver(Generic[E]):
         message = await receive()
         if message["type"] != "lifespan.startup":
             return
-        async with self:
+        if self._tg_cm is not None:  # the application entered the receiver itself
             await send({"type": "lifespan.startup.complete"})
-            message = await receive()
+            await receive()
+        else:
+            async with self:
+                await send({"type": "lifespan.startup.complete"})
+                await receive()
         await send({"type": "lifespan.shutdown.complete"})

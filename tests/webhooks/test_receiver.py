@@ -409,3 +409,14 @@ async def test_statistics_count_outcomes() -> None:
 
 def test_claim_status_values_are_stable() -> None:
     assert [s.value for s in ClaimStatus] == ["claimed", "in_flight", "done"]
+
+
+async def test_lifespan_leaves_a_receiver_the_application_already_entered_alone() -> None:
+    handler = Recorder()
+    receiver = WebhookReceiver(handler, background=True)
+    async with receiver:
+        async with lifespan(receiver):
+            assert (await receiver.handle(json_body(), JSON)).status_code == 202
+        # still running after the lifespan ended: the application owns it
+        assert (await receiver.handle(json_body(id="fax_2"), delivery_headers(event_id="e2"))).status_code == 202
+    assert len(handler.calls) == 2
