@@ -175,6 +175,9 @@ class RedisLimiter(DownloadLimiter):
         self._close_client = close_client
         # Stop a download this long before its lease would end unrenewed: time to cancel it.
         self._margin = min(self.renew_interval, self.lease / 10)
+        # A blocking pop must end before the client's own socket timeout would call it a failure.
+        socket_timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
+        self._max_block = self.max_poll if not socket_timeout else min(self.max_poll, 0.5 * float(socket_timeout))
         self._accounts: dict[str, _Account] = {}
         self._down_since: float | None = None
         self._host = socket.gethostname()
@@ -413,7 +416,7 @@ class RedisLimiter(DownloadLimiter):
     async def _wait_for_release(self, keys: AccountKeys, hint: float) -> None:
         """Block until a slot is released (a wake entry), the earliest lease may have ended, or
         ``max_poll`` passed; jittered so that pollers spread out."""
-        timeout = min(max(hint, _MIN_BLOCK), self.max_poll) * (0.8 + 0.4 * self._random())
+        timeout = min(max(hint, _MIN_BLOCK), self._max_block) * (0.8 + 0.4 * self._random())
         timeout = max(timeout, _MIN_BLOCK)
         with anyio.fail_after(timeout + self.command_timeout):
             await self.client.blpop([keys.wake], timeout=round(timeout, 3))
