@@ -16,6 +16,8 @@ from audian_fax_async import FaxClient, LimiterError, LimiterStatistics
 from audian_fax_async._redis._scripts import ACQUIRE, account_keys
 from audian_fax_async.redis import RedisLimiter, RedisLimiterOptions
 
+pytest_plugins = ["redis_fixtures"]
+
 pytestmark = pytest.mark.redis
 
 FAST: RedisLimiterOptions = {"lease": 0.6, "renew_interval": 0.1, "quiet_period": 0.0}
@@ -36,14 +38,16 @@ async def limiter(redis_server: RedisServer) -> AsyncIterator[RedisLimiter]:
         await limiter.aclose()
 
 
-async def test_many_limiters_never_hold_more_than_the_limit_together(redis_server: RedisServer, account: str) -> None:
+async def test_many_limiters_never_hold_more_than_the_limit_together(
+    redis_server: RedisServer, redis_account: str
+) -> None:
     # Three limiters stand for three processes: each has its own connections and local state.
     limiters = [fast_limiter(redis_server.url, limit=4) for _ in range(3)]
     inside = highest = 0
 
     async def download(limiter: RedisLimiter) -> None:
         nonlocal inside, highest
-        async with limiter.acquire(account):
+        async with limiter.acquire(redis_account):
             inside += 1
             highest = max(highest, inside)
             await anyio.sleep(0.005)
@@ -52,37 +56,37 @@ async def test_many_limiters_never_hold_more_than_the_limit_together(redis_serve
     async with anyio.create_task_group() as tg:
         for i in range(60):
             tg.start_soon(download, limiters[i % 3])
-    stats = await limiters[0].global_statistics(account)
+    stats = await limiters[0].global_statistics(redis_account)
     assert highest == 4
     assert (stats.in_use, stats.highest_in_use, stats.total_acquired) == (0, 4, 60)
-    assert sum(limiter.statistics(account).total_acquired for limiter in limiters) == 60
+    assert sum(limiter.statistics(redis_account).total_acquired for limiter in limiters) == 60
     for limiter in limiters:
         await limiter.aclose()
 
 
-async def test_a_slot_is_released_on_error_and_on_cancellation(limiter: RedisLimiter, account: str) -> None:
+async def test_a_slot_is_released_on_error_and_on_cancellation(limiter: RedisLimiter, redis_account: str) -> None:
     with pytest.raises(ValueError, match="boom"):  # the body's own exception, not an ExceptionGroup
-        async with limiter.acquire(account):
+        async with limiter.acquire(redis_account):
             raise ValueError("boom")
     with anyio.move_on_after(0.05):
-        async with limiter.acquire(account):
+        async with limiter.acquire(redis_account):
             await anyio.sleep(10)
-    assert await limiter.holders(account) == {}
-    assert limiter.statistics(account) == LimiterStatistics(10, 0, 0, 1, 2)
+    assert await limiter.holders(redis_account) == {}
+    assert limiter.statistics(redis_account) == LimiterStatistics(10, 0, 0, 1, 2)
 
 
-async def test_a_waiter_is_woken_by_a_release_without_polling(redis_server: RedisServer, account: str) -> None:
+async def test_a_waiter_is_woken_by_a_release_without_polling(redis_server: RedisServer, redis_account: str) -> None:
     one = fast_limiter(redis_server.url, limit=1, max_poll=5.0)
     other = fast_limiter(redis_server.url, limit=1, max_poll=5.0)
     release = anyio.Event()
     got_it_after: list[float] = []
 
     async def hold() -> None:
-        async with one.acquire(account):
+        async with one.acquire(redis_account):
             await release.wait()
 
     async def wait() -> None:
-        async with other.acquire(account):
+        async with other.acquire(redis_account):
             got_it_after.append(anyio.current_time() - released_at)
 
     async with anyio.create_task_group() as tg:
@@ -90,7 +94,7 @@ async def test_a_waiter_is_woken_by_a_release_without_polling(redis_server: Redi
         await anyio.sleep(0.05)
         tg.start_soon(wait)
         await anyio.sleep(0.05)
-        assert other.statistics(account).waiting == 1
+        assert other.statistics(redis_account).waiting == 1
         released_at = anyio.current_time()
         release.set()
     assert got_it_after[0] < 0.1  # woken by the release, far below max_poll (5 s)
@@ -99,31 +103,31 @@ async def test_a_waiter_is_woken_by_a_release_without_polling(redis_server: Redi
 
 
 async def test_a_crashed_holder_s_slot_returns_when_its_lease_ends(
-    limiter: RedisLimiter, redis_client: aioredis.Redis, account: str
+    limiter: RedisLimiter, redis_client: aioredis.Redis, redis_account: str
 ) -> None:
     # A holder that took every slot and died: nobody renews or releases its leases (300 ms).
-    keys = account_keys(limiter.key_prefix, account)
+    keys = account_keys(limiter.key_prefix, redis_account)
     acquire = redis_client.register_script(ACQUIRE)
     for i in range(10):
         admitted, _, _ = await acquire(keys=[keys.holders, keys.meta], args=[f"dead:1:{i}", 10, 300, 0])
         assert admitted == 1
     started = anyio.current_time()
     with anyio.fail_after(2):
-        async with limiter.acquire(account):
+        async with limiter.acquire(redis_account):
             waited = anyio.current_time() - started
     # Woken at the lease's end by the expiry hint, not at the next max_poll (1 s).
     assert 0.2 <= waited <= 0.6
 
 
 async def test_a_lost_lease_cancels_the_body_and_raises_limiter_error(
-    limiter: RedisLimiter, redis_client: aioredis.Redis, account: str
+    limiter: RedisLimiter, redis_client: aioredis.Redis, redis_account: str
 ) -> None:
-    keys = account_keys(limiter.key_prefix, account)
+    keys = account_keys(limiter.key_prefix, redis_account)
     reached_end = False
 
     async def download() -> None:
         nonlocal reached_end
-        async with limiter.acquire(account):
+        async with limiter.acquire(redis_account):
             await redis_client.delete(keys.holders)  # another party took the slot away
             await anyio.sleep(5)
             reached_end = True
@@ -135,15 +139,17 @@ async def test_a_lost_lease_cancels_the_body_and_raises_limiter_error(
     assert anyio.current_time() - started < 0.1 + 0.1  # within one renewal interval (+ slack)
 
 
-async def test_a_holder_that_cannot_renew_stops_before_its_lease_ends(own_redis: RedisServer, account: str) -> None:
-    limiter = fast_limiter(own_redis.url)
+async def test_a_holder_that_cannot_renew_stops_before_its_lease_ends(
+    own_redis_server: RedisServer, redis_account: str
+) -> None:
+    limiter = fast_limiter(own_redis_server.url)
     entered = 0.0
 
     async def download() -> None:
         nonlocal entered
-        async with limiter.acquire(account):
+        async with limiter.acquire(redis_account):
             entered = anyio.current_time()
-            own_redis.stop()
+            own_redis_server.stop()
             await anyio.sleep(5)
 
     with pytest.raises(LimiterError, match="could not be renewed in time"):
@@ -153,16 +159,16 @@ async def test_a_holder_that_cannot_renew_stops_before_its_lease_ends(own_redis:
     await limiter.aclose()
 
 
-async def test_unreachable_redis_fails_clearly_by_default(account: str) -> None:
+async def test_unreachable_redis_fails_clearly_by_default(redis_account: str) -> None:
     limiter = RedisLimiter.from_url(f"redis://127.0.0.1:{free_port()}/0", reconnect_window=0.1)
     with anyio.fail_after(5), pytest.raises(LimiterError, match="Redis is unreachable"):
-        async with limiter.acquire(account):
+        async with limiter.acquire(redis_account):
             pytest.fail("admitted without Redis")
-    assert limiter.statistics(account).in_use == 0
+    assert limiter.statistics(redis_account).in_use == 0
     await limiter.aclose()
 
 
-async def test_unreachable_redis_with_local_fallback_admits_on_the_process_limit(account: str) -> None:
+async def test_unreachable_redis_with_local_fallback_admits_on_the_process_limit(redis_account: str) -> None:
     limiter = RedisLimiter.from_url(
         f"redis://127.0.0.1:{free_port()}/0", limit=3, reconnect_window=0.0, on_unavailable="local"
     )
@@ -170,7 +176,7 @@ async def test_unreachable_redis_with_local_fallback_admits_on_the_process_limit
 
     async def download() -> None:
         nonlocal inside, highest
-        async with limiter.acquire(account):
+        async with limiter.acquire(redis_account):
             inside += 1
             highest = max(highest, inside)
             await anyio.sleep(0.01)
@@ -185,29 +191,29 @@ async def test_unreachable_redis_with_local_fallback_admits_on_the_process_limit
 
 
 async def test_after_redis_loses_its_data_nobody_is_admitted_during_the_quiet_period(
-    redis_server: RedisServer, redis_client: aioredis.Redis, account: str
+    redis_server: RedisServer, redis_client: aioredis.Redis, redis_account: str
 ) -> None:
     limiter = RedisLimiter.from_url(redis_server.url, lease=0.6, renew_interval=0.1, quiet_period=0.3)
-    keys = account_keys(limiter.key_prefix, account)
-    async with limiter.acquire(account):  # the first use of the account pays the quiet period too
+    keys = account_keys(limiter.key_prefix, redis_account)
+    async with limiter.acquire(redis_account):  # the first use of the account pays the quiet period too
         pass
     await redis_client.delete(keys.holders, keys.meta)  # as a restart without persistence would
     started = anyio.current_time()
-    async with limiter.acquire(account):
+    async with limiter.acquire(redis_account):
         waited = anyio.current_time() - started
     assert 0.25 <= waited <= 0.6
     await limiter.aclose()
 
 
 async def test_fax_client_downloads_through_the_redis_limiter(
-    redis_server: RedisServer, emulator: audian_fax_async.emulator.Emulator, tmp_path: object
+    redis_server: RedisServer, redis_emulator: audian_fax_async.emulator.Emulator, tmp_path: object
 ) -> None:
     from audian_fax_async.emulator import AdminClient
 
-    with AdminClient(emulator.admin_url) as admin:
-        admin.inject("test_redis_client", count=3, size=20_000)
+    with AdminClient(redis_emulator.admin_url) as redis_admin:
+        redis_admin.inject("test_redis_client", count=3, size=20_000)
     limiter = fast_limiter(redis_server.url)
-    async with FaxClient(api_key="test_redis_client", base_url=emulator.base_url, limiter=limiter) as client:
+    async with FaxClient(api_key="test_redis_client", base_url=redis_emulator.base_url, limiter=limiter) as client:
         results = [r async for r in client.received.download_all(str(tmp_path))]
         assert [r.kind.value for r in results] == ["downloaded"] * 3
         stats = await limiter.global_statistics(client.account)

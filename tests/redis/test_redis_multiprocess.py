@@ -28,6 +28,8 @@ from audian_fax_async._config import account_id
 from audian_fax_async.emulator import AdminClient, Emulator
 from audian_fax_async.redis import RedisLimiter
 
+pytest_plugins = ["redis_fixtures"]
+
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 WORKER = Path(__file__).with_name("redis_download_worker.py")
@@ -101,18 +103,18 @@ def downloads(admin: AdminClient, key: str) -> dict[str, int]:
 
 
 def test_five_processes_share_ten_slots_and_every_document_arrives_intact(
-    redis_server: RedisServer, emulator: Emulator, admin: AdminClient, tmp_path: Path
+    redis_server: RedisServer, redis_emulator: Emulator, redis_admin: AdminClient, tmp_path: Path
 ) -> None:
-    key = new_account(admin)
-    workers = [start_worker(redis_server.url, emulator, key, tmp_path, i) for i in range(WORKERS)]
+    key = new_account(redis_admin)
+    workers = [start_worker(redis_server.url, redis_emulator, key, tmp_path, i) for i in range(WORKERS)]
     with workers_cleanup(workers):
         outputs = [worker.finish() for worker in workers]
 
     done = {line["id"]: line["sha256"] for lines in outputs for line in lines if line["event"] == "done"}
     failed = [line for lines in outputs for line in lines if line["event"] == "failed"]
     assert failed == []
-    check_documents(admin, key, tmp_path, done)
-    stats = downloads(admin, key)
+    check_documents(redis_admin, key, tmp_path, done)
+    stats = downloads(redis_admin, key)
     assert stats["highest"] <= 10
     assert stats["highest"] >= 8  # the slots were actually shared out, not serialised
     assert stats["refused"] == 0  # never a 429: the limiter held the line, not the server
@@ -123,7 +125,7 @@ def test_five_processes_share_ten_slots_and_every_document_arrives_intact(
     async def global_view() -> tuple[int, int]:
         limiter = RedisLimiter.from_url(redis_server.url)
         try:
-            stats = await limiter.global_statistics(account_id(key, httpx.URL(emulator.base_url)))
+            stats = await limiter.global_statistics(account_id(key, httpx.URL(redis_emulator.base_url)))
         finally:
             await limiter.aclose()
         return stats.highest_in_use, stats.in_use
@@ -133,13 +135,14 @@ def test_five_processes_share_ten_slots_and_every_document_arrives_intact(
 
 
 def test_a_killed_worker_s_slots_return_within_lease_plus_one_renewal_and_the_run_completes(
-    redis_server: RedisServer, emulator: Emulator, admin: AdminClient, tmp_path: Path
+    redis_server: RedisServer, redis_emulator: Emulator, redis_admin: AdminClient, tmp_path: Path
 ) -> None:
     lease, renew = 1.0, 0.25
-    key = new_account(admin)
-    account = account_id(key, httpx.URL(emulator.base_url))
+    key = new_account(redis_admin)
+    account = account_id(key, httpx.URL(redis_emulator.base_url))
     workers = [
-        start_worker(redis_server.url, emulator, key, tmp_path, i, lease=lease, renew=renew) for i in range(WORKERS)
+        start_worker(redis_server.url, redis_emulator, key, tmp_path, i, lease=lease, renew=renew)
+        for i in range(WORKERS)
     ]
     victim = workers[0]
 
@@ -166,28 +169,31 @@ def test_a_killed_worker_s_slots_return_within_lease_plus_one_renewal_and_the_ru
         held, returned_after = anyio.run(kill_and_watch)
         victim.finish()
         # A supervisor restarts the worker; it downloads its whole share again.
-        workers.append(start_worker(redis_server.url, emulator, key, tmp_path, 0, lease=lease, renew=renew))
+        workers.append(start_worker(redis_server.url, redis_emulator, key, tmp_path, 0, lease=lease, renew=renew))
         outputs = [worker.finish() for worker in workers[1:]]
 
     assert held >= 1
     assert 0 < returned_after <= lease + renew
     done = {line["id"]: line["sha256"] for lines in outputs for line in lines if line["event"] == "done"}
     assert [line for lines in outputs for line in lines if line["event"] == "failed"] == []
-    check_documents(admin, key, tmp_path, done)
-    stats = downloads(admin, key)
+    check_documents(redis_admin, key, tmp_path, done)
+    stats = downloads(redis_admin, key)
     assert stats["highest"] <= 10 and stats["refused"] == 0
 
 
 def test_a_redis_restart_mid_run_never_over_admits_and_fails_only_with_a_clear_error(
-    own_redis: RedisServer, emulator: Emulator, admin: AdminClient, tmp_path: Path
+    own_redis_server: RedisServer, redis_emulator: Emulator, redis_admin: AdminClient, tmp_path: Path
 ) -> None:
     # Downloads of about 0.4 s, renewed every 0.1 s: Redis comes back while many are in flight.
-    key = new_account(admin, bandwidth=100_000)
-    account = account_id(key, httpx.URL(emulator.base_url))
-    workers = [start_worker(own_redis.url, emulator, key, tmp_path, i, lease=1.0, renew=0.1) for i in range(WORKERS)]
+    key = new_account(redis_admin, bandwidth=100_000)
+    account = account_id(key, httpx.URL(redis_emulator.base_url))
+    workers = [
+        start_worker(own_redis_server.url, redis_emulator, key, tmp_path, i, lease=1.0, renew=0.1)
+        for i in range(WORKERS)
+    ]
 
     async def wait_until_busy() -> dict[str, float]:
-        limiter = RedisLimiter.from_url(own_redis.url)
+        limiter = RedisLimiter.from_url(own_redis_server.url)
         try:
             with anyio.fail_after(30):
                 while len(holders := await limiter.holders(account)) < 10:
@@ -199,7 +205,7 @@ def test_a_redis_restart_mid_run_never_over_admits_and_fails_only_with_a_clear_e
     with workers_cleanup(workers):
         holders = anyio.run(wait_until_busy)
         started = time.monotonic()
-        own_redis.restart(down_for=0.1)
+        own_redis_server.restart(down_for=0.1)
         restart_took = time.monotonic() - started  # every key is lost, as with a crash without persistence
         outputs = [worker.finish() for worker in workers]
 
@@ -210,11 +216,13 @@ def test_a_redis_restart_mid_run_never_over_admits_and_fails_only_with_a_clear_e
     assert {line["error"] for line in failed.values()} == {"LimiterError"}
     assert len(done) + len(failed) == FAXES
     # The run recovered: downloads went on after the restart; a rerun of the failed ones completes.
-    rerun = start_worker(own_redis.url, emulator, key, tmp_path, 0, ids=",".join(failed), lease=1.0, renew=0.1)
+    rerun = start_worker(
+        own_redis_server.url, redis_emulator, key, tmp_path, 0, ids=",".join(failed), lease=1.0, renew=0.1
+    )
     with workers_cleanup([rerun]):
         lines = rerun.finish()
     done.update({line["id"]: line["sha256"] for line in lines if line["event"] == "done"})
-    check_documents(admin, key, tmp_path, done)
-    stats = downloads(admin, key)
+    check_documents(redis_admin, key, tmp_path, done)
+    stats = downloads(redis_admin, key)
     assert stats["highest"] <= 10
     assert stats["refused"] == 0

@@ -15,6 +15,8 @@ from audian_fax_async import WebhookEvent
 from audian_fax_async.redis import RedisIdempotencyStore
 from audian_fax_async.webhooks import ClaimStatus, DeliveryOutcome, IdempotencyStore, WebhookReceiver
 
+pytest_plugins = ["redis_fixtures"]
+
 pytestmark = pytest.mark.redis
 
 

@@ -1,7 +1,8 @@
 """Fixtures of the Redis suite: a real redis-server on a free loopback port, started and stopped here.
 
 The suite never skips for want of Redis: a missing ``redis-server`` fails loudly (``make pytest`` and
-``.ci/run`` install it).
+``.ci/run`` install it). Test modules import these fixtures by name (a ``conftest.py`` here would
+clash with the other suites' under mypy, and a package named ``redis`` would shadow redis-py).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-def own_redis() -> Iterator[RedisServer]:
+def own_redis_server() -> Iterator[RedisServer]:
     """A redis-server for this test alone, for tests that stop or restart it."""
     server = RedisServer()
     server.start()
@@ -49,20 +50,20 @@ async def redis_client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redi
 
 
 @pytest.fixture
-def account() -> str:
+def redis_account() -> str:
     """A fresh account name (so tests sharing the server never share slots)."""
     return "acct_" + secrets.token_hex(6)
 
 
 @pytest.fixture(scope="session")
-def emulator() -> Iterator[Emulator]:
+def redis_emulator() -> Iterator[Emulator]:
     """An emulator that would admit 50 downloads at once: the limit of 10 must come from the limiter."""
     with EmulatorThread(EmulatorConfig(faxes=0, seed=11, max_concurrent_downloads=50)) as emu:
         yield emu
 
 
 @pytest.fixture
-def admin(emulator: Emulator) -> Iterator[AdminClient]:
-    with emulator.admin() as client:
+def redis_admin(redis_emulator: Emulator) -> Iterator[AdminClient]:
+    with redis_emulator.admin() as client:
         client.reset()
         yield client
