@@ -18,6 +18,7 @@ Needs asyncio (redis-py's asyncio client); one limiter belongs to one event loop
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import random
@@ -270,6 +271,12 @@ class RedisLimiter(DownloadLimiter):
 
     @asynccontextmanager
     async def _hold(self, account: str) -> AsyncIterator[None]:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            raise LimiterError(
+                "RedisLimiter needs asyncio (redis-py's asyncio client); on trio use LocalLimiter"
+            ) from None
         state = self._account(account)
         local, gate = state.primitives(self.limit)
         started = anyio.current_time()
@@ -277,18 +284,18 @@ class RedisLimiter(DownloadLimiter):
         token = self._token()
         granted_at: float | None = None
         try:
-            await local.acquire()
+            await local.acquire_on_behalf_of(token)
             try:
                 async with gate:
                     granted_at = await self._admit(state.keys, token)
             except _Unavailable as exc:
                 if self.on_unavailable == "fail":
-                    local.release()
+                    local.release_on_behalf_of(token)
                     raise LimiterError(str(exc)) from exc.__cause__
                 state.fallbacks += 1
                 logger.warning("%s; admitting on this process's own limit (on_unavailable='local')", exc)
             except BaseException:
-                local.release()
+                local.release_on_behalf_of(token)
                 raise
         finally:
             state.waiting -= 1
@@ -305,7 +312,7 @@ class RedisLimiter(DownloadLimiter):
                     yield
         finally:
             state.in_use -= 1
-            local.release()
+            local.release_on_behalf_of(token)
 
     @asynccontextmanager
     async def _leased(self, state: _Account, token: str, granted_at: float) -> AsyncIterator[None]:

@@ -75,6 +75,30 @@ async def test_a_slot_is_released_on_error_and_on_cancellation(limiter: RedisLim
     assert limiter.statistics(redis_account) == LimiterStatistics(10, 0, 0, 1, 2)
 
 
+async def test_a_cancelled_waiter_leaves_no_slot_behind(redis_server: RedisServer, redis_account: str) -> None:
+    limiter = fast_limiter(redis_server.url, limit=1)
+    async with limiter.acquire(redis_account):
+        with anyio.move_on_after(0.05):
+            async with limiter.acquire(redis_account):
+                pytest.fail("admitted over the limit")
+        assert limiter.statistics(redis_account).waiting == 0
+    assert await limiter.holders(redis_account) == {}
+    with anyio.fail_after(0.5):  # the slot is free at once, not after a lease
+        async with limiter.acquire(redis_account):
+            pass
+    await limiter.aclose()
+
+
+def test_on_trio_the_limiter_says_it_needs_asyncio(redis_server: RedisServer) -> None:
+    async def main() -> None:
+        limiter = RedisLimiter.from_url(redis_server.url)
+        with pytest.raises(LimiterError, match="needs asyncio"):
+            async with limiter.acquire("acct"):
+                pass
+
+    anyio.run(main, backend="trio")
+
+
 async def test_a_waiter_is_woken_by_a_release_without_polling(redis_server: RedisServer, redis_account: str) -> None:
     one = fast_limiter(redis_server.url, limit=1, max_poll=5.0)
     other = fast_limiter(redis_server.url, limit=1, max_poll=5.0)
