@@ -127,9 +127,9 @@ class RedisLimiter(DownloadLimiter):
       for ``reconnect_window`` seconds; ``"local"`` then admits downloads on this process's own
       limit of ``limit`` instead, a choice that can exceed the account's limit across processes
       (the API's 429 still protects the account).
-    * ``quiet_period``: after Redis lost the account's state (a restart without persistence), no
-      one is admitted for this long, so holders from before the loss notice and stop first
-      (default ``2 * renew_interval``; the first use of an account on a Redis pays it too).
+    * ``quiet_period``: after a Redis restart nobody is admitted for this long (and never past the
+      server's first ``lease`` seconds), so holders admitted before it notice and stop first
+      (default ``2 * renew_interval``).
     * ``command_timeout``, ``max_poll``: bound each Redis command and each wait for a wake-up.
 
     Every process sharing the Redis must use the same ``limit``, ``lease`` and ``key_prefix``.

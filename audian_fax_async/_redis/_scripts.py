@@ -9,7 +9,7 @@ An account's keys share one hash tag, ``{account}``, so the scripts also run on 
 
     <prefix>{<account>}:holders   sorted set: member = holder token, score = lease end (ms, Redis time)
     <prefix>{<account>}:wake      list: one entry pushed per released slot, popped by a waiter (BLPOP)
-    <prefix>{<account>}:meta      hash: quiet_until (ms), highest, total
+    <prefix>{<account>}:meta      hash: run_id, quiet_until (ms), highest, total
 """
 
 from __future__ import annotations
@@ -44,15 +44,29 @@ ACQUIRE = (
 local holders, meta = KEYS[1], KEYS[2]
 local token, limit, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 
--- No meta hash: this Redis has never seen the account, or lost its data (restart without
--- persistence, failover, eviction). Holders admitted before a loss may still be downloading; each
--- finds its lease gone at its next renewal and stops. Admit nobody until they have had that chance.
-local quiet = redis.call('HGET', meta, 'quiet_until')
-if not quiet then
-  quiet = now + tonumber(ARGV[4])
-  redis.call('HSET', meta, 'quiet_until', quiet)
+-- Holders admitted by an earlier Redis server (before a restart, with or without its data restored)
+-- may still be downloading: each stops when it finds its lease gone at its next renewal (within
+-- quiet_ms), or at the latest when its lease would have ended unrenewed, before this server's
+-- start + lease. So the first time an account is seen by this server (a new run_id), nobody is
+-- admitted until the earlier of the two. A first use on a server up for longer than a lease costs
+-- nothing. Without INFO (a managed Redis may refuse it in scripts) a missing record is the sign.
+local quiet = tonumber(redis.call('HGET', meta, 'quiet_until') or '-1')
+local seen_run = redis.call('HGET', meta, 'run_id')
+local info = redis.pcall('INFO', 'server')
+local run, up = nil, nil
+if type(info) == 'string' then
+  run = string.match(info, 'run_id:(%x+)')
+  up = tonumber(string.match(info, 'uptime_in_seconds:(%d+)'))
 end
-quiet = tonumber(quiet)
+if (run and run ~= seen_run) or (not run and not seen_run) then
+  local wait = tonumber(ARGV[4])
+  if up then
+    -- uptime is rounded down: the latest possible start, so the wait errs long
+    wait = math.min(wait, math.max(0, lease - up * 1000))
+  end
+  quiet = now + wait
+  redis.call('HSET', meta, 'quiet_until', quiet, 'run_id', run or '?')
+end
 if now < quiet then
   return {0, 0, quiet - now}
 end

@@ -26,7 +26,7 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server process; :meth:`restart` keeps its port."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *, extra_args: tuple[str, ...] = ()) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError(
@@ -36,6 +36,7 @@ class RedisServer:
         self.binary = binary
         self.port = port or free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="audian-redis-"))
+        self.extra_args = extra_args
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -55,6 +56,7 @@ class RedisServer:
                 "--appendonly", "no",
                 "--dir", str(self.dir),
                 "--daemonize", "no",
+                *self.extra_args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
