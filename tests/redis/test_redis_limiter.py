@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 from collections.abc import AsyncIterator
 from typing import Unpack
@@ -180,6 +181,36 @@ async def test_a_holder_that_cannot_renew_stops_before_its_lease_ends(
         await download()
     # Stopped (and the error raised) before the lease could end in Redis: 0.6 s after the grant.
     assert anyio.current_time() - entered < FAST["lease"]
+    await limiter.aclose()
+
+
+async def test_a_frozen_redis_stops_the_holder_in_time_and_fails_new_acquires(
+    own_redis_server: RedisServer, redis_account: str
+) -> None:
+    # SIGSTOP: connections stay open but nothing answers, the worst kind of outage for a client.
+    limiter = fast_limiter(own_redis_server.url, command_timeout=0.2, reconnect_window=0.3)
+    entered = stopped = 0.0
+
+    async def download() -> None:
+        nonlocal entered, stopped
+        async with limiter.acquire(redis_account):
+            entered = anyio.current_time()
+            assert own_redis_server.process is not None
+            own_redis_server.process.send_signal(signal.SIGSTOP)
+            try:
+                await anyio.sleep(5)
+            finally:
+                stopped = anyio.current_time()
+
+    try:
+        with pytest.raises(LimiterError, match="could not be renewed in time"):
+            await download()
+        assert stopped - entered < FAST["lease"]  # the body stopped before its lease could end
+        with anyio.fail_after(2), pytest.raises(LimiterError, match="unreachable"):
+            await timed_acquire(limiter, redis_account)
+    finally:
+        assert own_redis_server.process is not None
+        own_redis_server.process.send_signal(signal.SIGCONT)
     await limiter.aclose()
 
 
