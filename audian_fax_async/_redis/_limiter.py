@@ -415,9 +415,11 @@ class RedisLimiter(DownloadLimiter):
                     raise LimiterError(f"Redis refused the limiter's script: {exc}") from exc
         except BaseException:
             # An attempt whose answer never came may have admitted us: give the slot back now
-            # rather than when its lease ends.
-            with anyio.CancelScope(shield=True):
-                await self._forget(keys, token)
+            # rather than when its lease ends; unless Redis is known to be down, when trying would
+            # only hold the caller up (the lease ends on its own).
+            if self._down_since is None:
+                with anyio.CancelScope(shield=True):
+                    await self._forget(keys, token)
             raise
 
     async def _wait_for_release(self, keys: AccountKeys, hint: float) -> None:

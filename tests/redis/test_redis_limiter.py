@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import signal
 import socket
 from collections.abc import AsyncIterator
@@ -13,6 +14,7 @@ import redis.asyncio as aioredis
 from redis_server import RedisServer, free_port
 
 import audian_fax_async
+import audian_fax_async.redis
 from audian_fax_async import FaxClient, LimiterError, LimiterStatistics
 from audian_fax_async._redis._scripts import ACQUIRE, account_keys
 from audian_fax_async.redis import RedisLimiter, RedisLimiterOptions
@@ -357,3 +359,10 @@ def test_tokens_name_the_host_and_process() -> None:
     limiter = RedisLimiter(aioredis.Redis())
     host, pid, _ = limiter._token().split(":")
     assert host == socket.gethostname() and pid.isdigit()
+
+
+def test_the_redis_module_exports_exactly_its_public_names() -> None:
+    module = audian_fax_async.redis
+    public = {n for n, v in vars(module).items() if not n.startswith("_") and not inspect.ismodule(v)}
+    assert public == set(module.__all__)
+    assert module.__all__ == sorted(module.__all__)
