@@ -1,8 +1,9 @@
 """``received.download_all``: the bulk archive engine.
 
 One task walks the listing (drift-proof, see ``_pagination``) and feeds a bounded memory stream;
-workers, one per download slot, take faxes from it, so the listing runs ahead just enough to keep
-every slot busy while memory stays bounded by the concurrency, not by the size of the archive.
+workers, two per download slot (one downloads while the other prepares or commits its file), take
+faxes from it, so the listing runs ahead just enough to keep every slot busy while memory stays
+bounded by the concurrency, not by the size of the archive.
 Every fax ends as exactly one :class:`DownloadOutcome`: downloaded, skipped or failed with its
 error. A manifest in the destination folder (JSON lines, appended and fsynced after each file is
 durably in place) makes a rerun skip what is complete, also after the process was killed.
@@ -14,6 +15,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import AsyncGenerator, Callable
 from datetime import UTC, datetime
@@ -64,6 +66,7 @@ class Manifest:
     def __init__(self, folder: Path) -> None:
         self.path = folder / MANIFEST_NAME
         self._lock = anyio.Lock()
+        self._thread_lock = threading.Lock()
 
     def load(self) -> dict[str, ManifestEntry]:
         entries: dict[str, ManifestEntry] = {}
@@ -88,6 +91,12 @@ class Manifest:
         return entries
 
     async def append(self, entry: ManifestEntry) -> None:
+        async with self._lock:
+            with anyio.CancelScope(shield=True):  # a line is written whole or not at all
+                await anyio.to_thread.run_sync(self.write, entry)
+
+    def write(self, entry: ManifestEntry) -> None:
+        """Append ``entry`` and fsync (blocking: call it from a worker thread)."""
         line = json.dumps(
             {
                 "id": entry.id,
@@ -99,9 +108,8 @@ class Manifest:
             },
             separators=(",", ":"),
         )
-        async with self._lock:
-            with anyio.CancelScope(shield=True):  # a line is written whole or not at all
-                await anyio.to_thread.run_sync(self._write, line)
+        with self._thread_lock:  # writers in several worker threads: one line at a time
+            self._write(line)
 
     def _write(self, line: str) -> None:
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -187,6 +195,7 @@ class BulkDownload:
         self._seen: set[str] = set()
         self._listing_error: BaseException | None = None
         self._tg: TaskGroup | None = None
+        self._slots: anyio.CapacityLimiter | None = None
         self._receive: MemoryObjectReceiveStream[DownloadOutcome] | None = None
         self._entered = False
         self._exhausted = False
@@ -257,10 +266,13 @@ class BulkDownload:
 
     async def _engine(self, outcomes: MemoryObjectSendStream[DownloadOutcome]) -> None:
         send, receive = anyio.create_memory_object_stream[ReceivedFax](self._concurrency * 2)
+        # Two workers per slot: while one holds a slot and downloads, the other creates or fsyncs its
+        # file and writes the manifest, so no slot idles during file work (measured: benchmarks/).
+        self._slots = anyio.CapacityLimiter(self._concurrency)
         async with outcomes, anyio.create_task_group() as tg:
             tg.start_soon(self._list, send)
             async with receive:
-                for _ in range(self._concurrency):
+                for _ in range(self._concurrency * 2):
                     tg.start_soon(self._worker, receive.clone(), outcomes.clone())
 
     async def _list(self, send: MemoryObjectSendStream[ReceivedFax]) -> None:
@@ -316,7 +328,6 @@ class BulkDownload:
                     sha256=entry.sha256,
                     marked=marked,
                 )
-            await anyio.to_thread.run_sync(self._make_parent, path)
             existing = await self._adopt_existing(fax, path, relative)
             if existing is not None:
                 marked = await self._mark(fax, existing)
@@ -344,6 +355,10 @@ class BulkDownload:
             return DownloadOutcome(fax=fax, kind=OutcomeKind.FAILED, path=None, error=exc)
 
     def _make_parent(self, path: Path) -> None:
+        if path.parent == self.dest_dir:  # the usual layout: the folder exists since _prepare
+            if not is_inside(path, self.dest_dir):
+                raise DestinationError(f"refusing to write outside {self.dest_dir}: {path}")
+            return
         if not is_inside(path.parent, self.dest_dir) and path.parent != self.dest_dir:
             raise DestinationError(f"refusing to write outside {self.dest_dir}: {path}")
         try:
@@ -363,9 +378,13 @@ class BulkDownload:
         return await anyio.to_thread.run_sync(check)
 
     async def _adopt_existing(self, fax: ReceivedFax, path: Path, relative: Path) -> ManifestEntry | None:
-        """A file already at the path (not in the manifest): keep it only if it is the whole document."""
+        """Make the file's folder; a file already at the path (not in the manifest): keep it only if it is
+        the whole document. One trip to a worker thread for both (each trip costs the event loop)."""
 
         def inspect() -> tuple[int, str, bytes] | None:
+            self._make_parent(path)
+            if self._overwrite:
+                return None
             try:
                 size = path.stat().st_size
             except FileNotFoundError:
@@ -378,8 +397,6 @@ class BulkDownload:
                     digest.update(block)
             return size, digest.hexdigest(), head
 
-        if self._overwrite:
-            return None
         found = await anyio.to_thread.run_sync(inspect)
         if found is None:
             return None
@@ -393,9 +410,9 @@ class BulkDownload:
     async def _download(self, fax: ReceivedFax, path: Path, relative: Path) -> DownloadResult:
         progress = self.progress
 
-        async def record(result: DownloadResult) -> None:
+        def record(result: DownloadResult) -> None:  # in the worker thread that committed the file
             entry = ManifestEntry(id=fax.id, path=relative.as_posix(), bytes=result.bytes, sha256=result.sha256)
-            await self.manifest.append(entry)
+            self.manifest.write(entry)
 
         def on_bytes(count: int) -> None:
             progress.bytes += count
@@ -416,6 +433,7 @@ class BulkDownload:
                 on_bytes=on_bytes,
                 on_retry=on_retry,
                 on_commit=record,
+                limiter=self._slots,
             )
         finally:
             progress.in_flight -= 1

@@ -1,0 +1,107 @@
+"""Scenario 3, big documents: 10 x 64 MiB side by side with bare httpx, and one 1 GiB document's
+peak memory growth (measured in a process of its own, against bare httpx doing the same)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from attrs import asdict, frozen
+
+from ._baselines import httpx_loop, sdk_download_all
+from ._child import run_child
+from ._harness import FAST_DIR, Measure, alternate, clock, target
+from ._servers import backend
+
+NAME = "big"
+TITLE = "3. Big documents"
+MiB = 1024 * 1024
+
+
+@frozen
+class Params:
+    count: int = 10
+    size: int = 64 * MiB
+    huge: int = 1024 * MiB
+    rounds: int = 3
+    nginx: bool = True
+    workdir: str = FAST_DIR
+
+
+FULL = Params()
+TINY = Params(count=2, size=1 * MiB, huge=4 * MiB, rounds=1, nginx=False, workdir=tempfile.gettempdir())
+
+
+def run(params: Params) -> dict[str, Any]:
+    with backend(nginx=params.nginx, workdir=params.workdir) as server:
+        ids = server.add_account("big", params.count, params.size)
+        urls = [server.download_url(i) for i in ids]
+        expected = params.count * params.size
+
+        def measured(kind: str) -> Measure:
+            def once() -> float:
+                dest = Path(tempfile.mkdtemp(prefix=f"bench-big-{kind}-", dir=params.workdir))
+                try:
+                    start = clock()
+                    if kind == "sdk":
+                        done = asyncio.run(sdk_download_all(server.base_url, "big", dest, params.count))
+                    else:
+                        done = asyncio.run(httpx_loop(urls, "big", dest, params.count))
+                    elapsed = clock() - start
+                finally:
+                    shutil.rmtree(dest, ignore_errors=True)
+                if done != expected:
+                    raise RuntimeError(f"{kind}: {done} bytes, expected {expected}")
+                return elapsed
+
+            return once
+
+        timings = alternate({"httpx": measured("httpx"), "sdk": measured("sdk")}, params.rounds)
+
+        [huge_id] = server.add_account("huge", 1, params.huge)
+        memory: dict[str, dict[str, Any]] = {}
+        for kind in ("httpx_one", "sdk_one"):
+            dest = Path(tempfile.mkdtemp(prefix="bench-huge-", dir=params.workdir))
+            try:
+                memory[kind] = run_child(
+                    {"kind": kind, "base_url": server.base_url, "key": "huge", "fax_id": huge_id, "dest": str(dest)}
+                )
+            finally:
+                shutil.rmtree(dest, ignore_errors=True)
+            if memory[kind]["bytes"] != params.huge:
+                raise RuntimeError(f"{kind}: {memory[kind]['bytes']} bytes, expected {params.huge}")
+
+    ratio = timings.ratio("sdk", "httpx")
+    growth_mb = memory["sdk_one"]["growth"] / 1e6
+    return {
+        "params": {**asdict(params), "server": "nginx" if params.nginx else "emulator"},
+        "timings": timings.to_json(),
+        "metrics": {
+            "sdk_MBps": round(expected / 1e6 / timings.median("sdk"), 1),
+            "httpx_MBps": round(expected / 1e6 / timings.median("httpx"), 1),
+            "sdk_vs_httpx": round(ratio, 3),
+            "huge_sdk_peak_growth_MB": round(growth_mb, 2),
+            "huge_httpx_peak_growth_MB": round(memory["httpx_one"]["growth"] / 1e6, 2),
+            "huge_sdk_MBps": round(params.huge / 1e6 / memory["sdk_one"]["wall_s"], 1),
+            "huge_httpx_MBps": round(params.huge / 1e6 / memory["httpx_one"]["wall_s"], 1),
+        },
+        "targets": [
+            target(
+                f"{params.count} x {params.size // MiB} MiB: SDK vs bare httpx",
+                "report (no target)",
+                ratio,
+                True,
+                unit="x",
+            ),
+            target(
+                f"one {params.huge // MiB} MiB document: peak memory growth",
+                "≤ 10 MB",
+                growth_mb,
+                growth_mb <= 10,
+                unit="MB",
+            ),
+        ],
+    }

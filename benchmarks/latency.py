@@ -1,0 +1,192 @@
+"""Scenario 1, latency-bound bulk: the API is far away (50 ms added to every response).
+
+1,000 faxes of about 450 KB from the emulator (which enforces the 10-downloads limit with 429s):
+the SDK's ``download_all`` against the reference's sequential ``requests`` loop and a naive
+unbounded ``asyncio.gather`` of bare httpx downloads (which sleeps ``Retry-After`` on a 429 and
+tries again, or it would never finish). Throughput is reported as a share of the ideal for 10
+slots: 10 / the time of one download alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import httpx
+from attrs import asdict, frozen
+
+from ._baselines import httpx_loop, sdk_download_all
+from ._harness import clock, target
+from ._servers import Backend, backend
+
+NAME = "latency"
+TITLE = "1. Latency-bound bulk"
+SLOTS = 10
+
+
+@frozen
+class Params:
+    faxes: int = 1000
+    size: int = 460_800
+    latency: float = 0.05
+    requests_faxes: int = 1000
+    probes: int = 15
+
+
+FULL = Params()
+TINY = Params(faxes=12, size=20_000, latency=0.01, requests_faxes=4, probes=3)
+
+
+def _count_429(server: Backend, key: str) -> int:
+    requests = server.emulator.stats(key)["requests"]
+    return sum(int(by_status.get("429", 0)) for by_status in requests.values())
+
+
+def _one_download_time(server: Backend, key: str, ids: list[str]) -> float:
+    """Median seconds of one download alone (the ideal's unit)."""
+    times = []
+    with httpx.Client(headers={"X-Auth-Token": key}, timeout=60) as client:
+        for fax_id in ids:
+            start = clock()
+            with client.stream("GET", server.download_url(fax_id)) as response:
+                response.raise_for_status()
+                for _ in response.iter_raw():
+                    pass
+            times.append(clock() - start)
+    return statistics.median(times)
+
+
+async def _naive_gather(server: Backend, key: str, ids: list[str], dest: Path) -> None:
+    async with httpx.AsyncClient(headers={"X-Auth-Token": key}, timeout=120) as client:
+
+        async def one(fax_id: str) -> None:
+            while True:
+                async with client.stream("GET", server.download_url(fax_id)) as response:
+                    if response.status_code == 429:
+                        await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
+                        continue
+                    response.raise_for_status()
+                    with open(dest / f"{fax_id}.pdf", "wb") as handle:
+                        async for chunk in response.aiter_raw():
+                            handle.write(chunk)
+                    return
+
+        await asyncio.gather(*(one(i) for i in ids))
+
+
+def _requests_loop(server: Backend, key: str, count: int, dest: Path) -> int:
+    """The reference's loop: list pages by offset, then download each fax in turn."""
+    import requests
+
+    done = 0
+    with requests.Session() as session:
+        session.headers["X-Auth-Token"] = key
+        offset = 0
+        while done < count:
+            page = session.get(
+                f"{server.base_url}/fax/received", params={"limit": 100, "offset": offset}, timeout=60
+            ).json()
+            faxes = page["faxes"]
+            if not faxes:
+                break
+            for fax in faxes[: count - done]:
+                with session.get(server.download_url(fax["id"]), stream=True, timeout=60) as response:
+                    response.raise_for_status()
+                    with open(dest / f"{fax['id']}.pdf", "wb") as handle:
+                        for chunk in response.iter_content(64 * 1024):
+                            handle.write(chunk)
+                done += 1
+            offset += len(faxes)
+    return done
+
+
+def run(params: Params) -> dict[str, Any]:
+    try:
+        import requests  # noqa: F401
+    except ImportError:  # pragma: no cover - requests is in the dev extra
+        have_requests = False
+    else:
+        have_requests = True
+    work = Path(tempfile.mkdtemp(prefix="bench-latency-"))
+    try:
+        with backend(nginx=False, latency=params.latency) as server:
+            probe = server.add_account("lat-probe", params.probes, params.size)
+            for key in ("lat-sdk", "lat-gather", "lat-httpx"):
+                server.add_account(key, params.faxes, params.size)
+            gather_ids = [f["id"] for f in _list_all(server, "lat-gather")]
+            httpx_urls = [server.download_url(f["id"]) for f in _list_all(server, "lat-httpx")]
+            one = _one_download_time(server, "lat-probe", probe)
+            ideal = SLOTS / one
+
+            start = clock()
+            asyncio.run(sdk_download_all(server.base_url, "lat-sdk", work / "sdk", SLOTS))
+            sdk_s = clock() - start
+            sdk_429 = _count_429(server, "lat-sdk")
+
+            (work / "httpx").mkdir()
+            start = clock()
+            asyncio.run(httpx_loop(httpx_urls, "lat-httpx", work / "httpx", SLOTS))
+            httpx_s = clock() - start
+            httpx_429 = _count_429(server, "lat-httpx")
+
+            (work / "gather").mkdir()
+            start = clock()
+            asyncio.run(_naive_gather(server, "lat-gather", gather_ids, work / "gather"))
+            gather_s = clock() - start
+            gather_429 = _count_429(server, "lat-gather")
+
+            requests_rate = None
+            if have_requests:
+                server.add_account("lat-requests", params.requests_faxes, params.size)
+                (work / "requests").mkdir()
+                start = clock()
+                done = _requests_loop(server, "lat-requests", params.requests_faxes, work / "requests")
+                requests_rate = done / (clock() - start)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    sdk_rate = params.faxes / sdk_s
+    gather_rate = params.faxes / gather_s
+    share = sdk_rate / ideal
+    metrics: dict[str, Any] = {
+        "one_download_s": round(one, 4),
+        "ideal_faxes_per_s": round(ideal, 2),
+        "sdk_faxes_per_s": round(sdk_rate, 2),
+        "sdk_share_of_ideal": round(share, 3),
+        "sdk_429": sdk_429,
+        "httpx_10_faxes_per_s": round(params.faxes / httpx_s, 2),
+        "httpx_10_share_of_ideal": round(params.faxes / httpx_s / ideal, 3),
+        "httpx_10_429": httpx_429,
+        "sdk_vs_httpx_10": round(httpx_s / sdk_s, 3),
+        "gather_faxes_per_s": round(gather_rate, 2),
+        "gather_share_of_ideal": round(gather_rate / ideal, 3),
+        "gather_429": gather_429,
+        "sdk_vs_gather": round(sdk_rate / gather_rate, 2),
+    }
+    if requests_rate is not None:
+        metrics["requests_faxes_per_s"] = round(requests_rate, 2)
+        metrics["requests_share_of_ideal"] = round(requests_rate / ideal, 3)
+        metrics["requests_429"] = 0
+        metrics["sdk_vs_requests"] = round(sdk_rate / requests_rate, 2)
+    return {
+        "params": asdict(params),
+        "metrics": metrics,
+        "targets": [
+            target("SDK throughput, share of the ideal for 10 slots", "≥ 95%", share * 100, share >= 0.95, unit="%"),
+            target("429s provoked by the SDK", "0", sdk_429, sdk_429 == 0),
+        ],
+    }
+
+
+def _list_all(server: Backend, key: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    with httpx.Client(headers={"X-Auth-Token": key}, timeout=60) as client:
+        while True:
+            page = client.get(f"{server.base_url}/fax/received", params={"limit": 100, "offset": len(out)}).json()
+            if not page["faxes"]:
+                return out
+            out.extend(page["faxes"])

@@ -1,0 +1,136 @@
+"""``python -m benchmarks.run``: run the scenarios, write ``results/<name>.json`` and the README table.
+
+    python -m benchmarks.run                    # every scenario, full size (about 10 minutes)
+    python -m benchmarks.run --only overhead    # one scenario (names: see --help)
+    python -m benchmarks.run --tiny             # seconds: what the test suite runs, no nginx
+
+The table in ``benchmarks/README.md`` is rebuilt from every JSON file in ``results/`` (so running one
+scenario refreshes its rows and keeps the others). Tiny runs never touch the results or the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from . import accounts, big, imports, latency, listing, overhead, scale
+from ._harness import environment
+
+__all__ = ["SCENARIOS", "check_result", "main", "render_table", "run_scenario"]
+
+SCENARIOS: dict[str, ModuleType] = {
+    module.NAME: module for module in (latency, overhead, big, scale, accounts, listing, imports)
+}
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+README = HERE / "README.md"
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def run_scenario(name: str, *, tiny: bool = False) -> dict[str, Any]:
+    """Run one scenario (its FULL or TINY parameters) and return its result, checked."""
+    module = SCENARIOS[name]
+    started = time.perf_counter()
+    result: dict[str, Any] = module.run(module.TINY if tiny else module.FULL)
+    result = {
+        "scenario": name,
+        "title": module.TITLE,
+        "environment": environment(),
+        "duration_s": round(time.perf_counter() - started, 1),
+        **result,
+    }
+    check_result(result)
+    return result
+
+
+def check_result(result: dict[str, Any]) -> None:
+    """Raise ``ValueError`` unless ``result`` has the shape the table and the JSON files rely on."""
+    for key in ("scenario", "title", "environment", "params", "metrics", "targets"):
+        if key not in result:
+            raise ValueError(f"result has no {key!r}")
+    if not result["targets"]:
+        raise ValueError("a scenario reports at least one target row")
+    for row in result["targets"]:
+        if set(row) != {"name", "target", "value", "unit", "met", "note"}:
+            raise ValueError(f"bad target row {row!r}")
+        if not isinstance(row["met"], bool) or not isinstance(row["value"], int | float):
+            raise ValueError(f"bad target row {row!r}")
+    json.dumps(result)  # must be JSON as it is
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.3g}" if abs(value) < 100 else f"{value:,.0f}"
+    if isinstance(value, list):
+        return "; ".join(_fmt(v) if not isinstance(v, list) else "/".join(map(_fmt, v)) for v in value)
+    return str(value)
+
+
+def render_table(results: list[dict[str, Any]]) -> str:
+    """The README's results block: targets met or missed, then each scenario's side-by-side figures."""
+    lines = ["| Scenario | Measure | Target | Result | |", "|---|---|---|---|---|"]
+    for result in results:
+        for row in result["targets"]:
+            mark = "met" if row["met"] else "**missed**"
+            if row["target"].startswith("report"):
+                mark = "reported"
+            value = f"{_fmt(row['value'])} {row['unit']}".strip()
+            lines.append(f"| {result['title']} | {row['name']} | {row['target']} | {value} | {mark} |")
+    lines.append("")
+    for result in results:
+        env = result["environment"]
+        lines.append(
+            f"**{result['title']}** ({env['date']}, Python {env['python']}, {env['cores']} cores, "
+            f"load {env['load_avg_1m']}, {result['duration_s']} s): "
+            + ", ".join(f"`{k}` {_fmt(v)}" for k, v in result["metrics"].items())
+        )
+        lines.append("")
+    versions = results[0]["environment"]["versions"] if results else {}
+    lines.append("Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    return "\n".join(lines)
+
+
+def _write_readme(results: list[dict[str, Any]]) -> None:
+    block = f"{START}\n{render_table(results)}\n{END}"
+    text = README.read_text() if README.exists() else f"# Benchmarks\n\n{START}\n{END}\n"
+    if START in text and END in text:
+        head, rest = text.split(START, 1)
+        text = head + block + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    README.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0])
+    parser.add_argument("--only", nargs="+", choices=list(SCENARIOS), help="run only these scenarios")
+    parser.add_argument("--tiny", action="store_true", help="tiny sizes (seconds); results are not saved")
+    args = parser.parse_args(argv)
+    names = args.only or list(SCENARIOS)
+    failed = False
+    for name in names:
+        print(f"== {SCENARIOS[name].TITLE}", flush=True)
+        try:
+            result = run_scenario(name, tiny=args.tiny)
+        except Exception as exc:  # one broken scenario must not hide the others' numbers
+            print(f"   FAILED: {type(exc).__name__}: {exc}", flush=True)
+            failed = True
+            continue
+        for row in result["targets"]:
+            print(f"   {row['name']}: {_fmt(row['value'])} {row['unit']} (target {row['target']})", flush=True)
+        if not args.tiny:
+            RESULTS.mkdir(exist_ok=True)
+            (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    if not args.tiny:
+        ordered = [RESULTS / f"{n}.json" for n in SCENARIOS if (RESULTS / f"{n}.json").exists()]
+        _write_readme([json.loads(p.read_text()) for p in ordered])
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
