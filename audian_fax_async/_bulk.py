@@ -355,9 +355,9 @@ class BulkDownload:
             return DownloadOutcome(fax=fax, kind=OutcomeKind.FAILED, path=None, error=exc)
 
     def _make_parent(self, path: Path) -> None:
-        if path.parent == self.dest_dir:  # the usual layout: the folder exists since _prepare
-            if not is_inside(path, self.dest_dir):
-                raise DestinationError(f"refusing to write outside {self.dest_dir}: {path}")
+        if self._template is None:
+            # The flat layout: one safe_filename() in dest_dir, which exists since _prepare; the name
+            # has no separators and never starts with a dot, so it cannot point elsewhere.
             return
         if not is_inside(path.parent, self.dest_dir) and path.parent != self.dest_dir:
             raise DestinationError(f"refusing to write outside {self.dest_dir}: {path}")
@@ -381,10 +381,14 @@ class BulkDownload:
         """Make the file's folder; a file already at the path (not in the manifest): keep it only if it is
         the whole document. One trip to a worker thread for both (each trip costs the event loop)."""
 
+        # Inline on purpose: mkdir of an existing folder and a stat take microseconds on a local disk,
+        # while a trip to a worker thread costs ~0.2 ms and contends for the GIL with the downloads'
+        # I/O (benchmarks/README.md). Only reading an existing file back goes to a thread.
+        self._make_parent(path)
+        if self._overwrite or not os.path.lexists(path):  # noqa: ASYNC240 - deliberate, see above
+            return None
+
         def inspect() -> tuple[int, str, bytes] | None:
-            self._make_parent(path)
-            if self._overwrite:
-                return None
             try:
                 size = path.stat().st_size
             except FileNotFoundError:

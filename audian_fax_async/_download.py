@@ -191,10 +191,14 @@ class _FileSink:
         self.final = final
         self.temp = partial_name(final)
         self._file: IO[bytes] | None = None
+        self._hasher = hashlib.sha256()
 
-    async def open(self, *, overwrite: bool) -> None:
+    def open(self, *, overwrite: bool) -> None:
+        # Inline on purpose: creating a file is a metadata call of microseconds on a local disk,
+        # while a trip to a worker thread costs ~0.2 ms and contends for the GIL with the loop's
+        # own I/O (benchmarks/README.md). The slow part, fsync, runs in a thread at commit.
         try:
-            self._file = await anyio.to_thread.run_sync(self._open, overwrite)
+            self._file = self._open(overwrite)
         except _DestinationExists:
             raise DestinationError(f"{self.final} already exists (pass overwrite=True to replace it)") from None
         except OSError as exc:
@@ -213,11 +217,13 @@ class _FileSink:
             self._file.write(chunk)
         except OSError as exc:
             raise _destination_error(exc, self.final) from exc
+        self._hasher.update(chunk)
 
     def restart(self) -> None:
         assert self._file is not None
         self._file.seek(0)
         self._file.truncate()
+        self._hasher = hashlib.sha256()
 
     async def commit(self, *, overwrite: bool, then: Callable[[str], T]) -> T:
         """fsync, hash, then move into place atomically (refusing to replace a file unless ``overwrite``).
@@ -237,8 +243,7 @@ class _FileSink:
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
-        with open(self.temp, "rb") as written:  # just written: read back from the page cache
-            sha256 = hashlib.file_digest(written, "sha256").hexdigest()
+        sha256 = self._hasher.hexdigest()
         if overwrite:
             os.replace(self.temp, self.final)
         else:
@@ -365,7 +370,7 @@ async def download_file(
     missing for a file that stands.
     """
     sink = _FileSink(final)
-    await sink.open(overwrite=overwrite)
+    sink.open(overwrite=overwrite)
     state = _Progress()
     file_size = fax.file_size if fax is not None else None
     attempts = 0
