@@ -180,11 +180,12 @@ class _DestinationExists(Exception):
 
 
 class _FileSink:
-    """A temporary file beside the destination, hashed when complete.
+    """A temporary file beside the destination, hashed as it is written.
 
-    The sha256 is taken in the worker thread that fsyncs the file (hashlib releases the GIL), not
-    chunk by chunk on the event loop, where it was the SDK's largest per-byte cost; it is the hash
-    of the bytes that were written and made durable.
+    Opening and writing happen on the event loop (microseconds each on a local disk); the one slow
+    step, fsync and the atomic rename, takes one trip to a worker thread at commit. Worker-thread
+    trips cost ~0.2 ms each here and contend with the loop's socket I/O for the GIL: going from six
+    trips per file to one made bulk downloads about 1.5x faster (benchmarks/README.md).
     """
 
     def __init__(self, final: Path) -> None:
