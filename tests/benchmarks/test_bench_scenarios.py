@@ -27,8 +27,9 @@ def test_scenario_runs_at_tiny_size_and_reports_its_targets(name: str, results: 
 
 
 def test_the_table_has_a_row_per_target_of_every_scenario(results: dict[str, dict[str, Any]]) -> None:
-    if len(results) != len(SCENARIOS):
-        pytest.skip("needs every scenario's result (run the whole module)")
+    for name in SCENARIOS:  # run alone (-k), the scenarios this test needs run here
+        if name not in results:
+            results[name] = run_scenario(name, tiny=True)
     ordered = [results[name] for name in SCENARIOS]
     table = render_table(ordered)
     rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| Scenario")]
