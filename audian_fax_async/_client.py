@@ -105,6 +105,8 @@ class FaxClient:
                 "(the account's limit)"
             )
         # An explicit max_retries wins over retry_policy's own count (it used to be ignored beside a policy).
+        if max_retries is not None and (isinstance(max_retries, bool) or not 0 <= max_retries <= 100):
+            raise ConfigurationError(f"max_retries must be an integer from 0 to 100, got {max_retries!r}")
         policy = retry_policy or RetryPolicy(max_retries=DEFAULT_MAX_RETRIES)
         self.retry_policy = policy.with_max_retries(max_retries)
         self.max_concurrent_downloads = max_concurrent_downloads
@@ -112,6 +114,8 @@ class FaxClient:
         self.account = account_id(self._api_key, self.base_url)
         self._headers = {"User-Agent": f"audian-fax-async/{__version__}", "Accept": "application/json"}
         if default_headers:
+            if any(name.lower() == AUTH_HEADER.lower() for name in default_headers):
+                raise ConfigurationError("pass the key as api_key, not in default_headers")
             self._headers.update(default_headers)
         self._own_http = http_client is None
         self._http = http_client or httpx.AsyncClient(

@@ -108,3 +108,11 @@ def test_max_concurrent_downloads_cannot_exceed_the_account_limit() -> None:
 
     with pytest.raises(ConfigurationError):
         FaxClient("k", base_url="https://api.test/v2", max_concurrent_downloads=11)
+
+
+@pytest.mark.parametrize("kwargs", [{"max_retries": -1}, {"default_headers": {"x-auth-token": "other"}}])
+def test_bad_configuration_is_a_configuration_error(kwargs: dict[str, object]) -> None:
+    from audian_fax_async import ConfigurationError
+
+    with pytest.raises(ConfigurationError):
+        FaxClient("k", base_url="https://api.test/v2", **kwargs)  # type: ignore[arg-type]
