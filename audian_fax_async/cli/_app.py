@@ -285,7 +285,7 @@ def _attach_optional_commands() -> None:
     else:
         cli.add_command(emulator_command, "emulator")
     try:
-        from ..webhooks._cli import listen_command  # type: ignore[import-not-found,unused-ignore]
+        from ..webhooks._cli import listen_command
     except ImportError:
         pass
     else:

@@ -60,7 +60,7 @@ def emit_json(obj: Any) -> None:
     click.echo(json.dumps(unstructure(obj) if not isinstance(obj, dict) else obj, default=str, sort_keys=False))
 
 
-class DateTimeParam(click.ParamType):  # type: ignore[type-arg,unused-ignore]
+class DateTimeParam(click.ParamType):  # type: ignore[type-arg,unused-ignore]  # generic only in click >= 8.2
     """An ISO 8601 date or timestamp; without a zone it is taken as UTC."""
 
     name = "datetime"
