@@ -51,3 +51,10 @@ def test_a_malformed_result_is_refused() -> None:
         check_result({k: v for k, v in good.items() if k != "targets"})
     with pytest.raises(ValueError, match="bad target row"):
         check_result({**good, "targets": [{**good["targets"][0], "met": "yes"}]})
+
+
+def test_the_layer_diagnostic_runs_every_layer() -> None:
+    from benchmarks.layers import LAYERS, main
+
+    result = main(documents=6, size=20_000, rounds=1, nginx=False)
+    assert list(result) == list(LAYERS) and all(ms > 0 for ms in result.values())
