@@ -240,7 +240,11 @@ class BulkDownload:
 
     async def _standalone(self) -> AsyncGenerator[DownloadOutcome, None]:
         async with self:
-            async for outcome in self:  # type: ignore[union-attr,unused-ignore]
+            while True:
+                try:
+                    outcome = await self.__anext__()
+                except StopAsyncIteration:
+                    return
                 yield outcome
 
     # -- the engine --------------------------------------------------------------------------
