@@ -34,6 +34,7 @@ from ._exceptions import (
 from ._models import DownloadResult, ReceivedFax
 from ._paths import partial_name
 from ._retry import backoff_delay, retry_after_of, retrying, should_retry
+from ._threads import run_blocking
 from .resources._base import fax_path
 
 if TYPE_CHECKING:
@@ -233,7 +234,7 @@ class _FileSink:
         trip for the whole commit); its result is returned.
         """
         try:
-            return await anyio.to_thread.run_sync(self._commit, overwrite, then)
+            return await run_blocking(self._commit, overwrite, then)
         except FileExistsError:
             raise DestinationError(f"{self.final} already exists (pass overwrite=True to replace it)") from None
         except OSError as exc:
@@ -264,7 +265,7 @@ class _FileSink:
     async def discard(self) -> None:
         """Close and remove the temporary file (also while being cancelled)."""
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(self._discard)
+            await run_blocking(self._discard)
 
     def _discard(self) -> None:
         if self._file is not None and not self._file.closed:
