@@ -62,6 +62,7 @@ from ._retry import RetryPolicy
 from ._version import __version__
 
 if _typing.TYPE_CHECKING:
+    from ._aiohttp import AiohttpTransport as AiohttpTransport
     from .redis import RedisLimiter as RedisLimiter
 
 # A library logs, the application decides where it goes (no "No handlers" fallback to stderr).
@@ -72,6 +73,7 @@ __all__ = [
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",
+    "AiohttpTransport",
     "AudianError",
     "AuthenticationError",
     "BadRequestError",
@@ -120,4 +122,9 @@ def __getattr__(name: str) -> _typing.Any:
         from .redis import RedisLimiter
 
         return RedisLimiter
+    # ``AiohttpTransport`` needs the ``aiohttp`` extra (imported when one is constructed).
+    if name == "AiohttpTransport":
+        from ._aiohttp import AiohttpTransport
+
+        return AiohttpTransport
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,6 +19,8 @@ from typing import Any
 
 from attrs import asdict, frozen
 
+from audian_fax_async import AiohttpTransport
+
 from ._baselines import aiohttp_loop, httpx_loop, sdk_download_all
 from ._harness import FAST_DIR, Measure, alternate, clock, target
 from ._servers import backend
@@ -42,8 +44,6 @@ TINY = Params(faxes=12, size=20_000, concurrency=4, rounds=1, nginx=False, workd
 
 
 def run(params: Params) -> dict[str, Any]:
-    from httpx_aiohttp import AiohttpTransport
-
     key = "bench-overhead"
     with backend(nginx=params.nginx, workdir=params.workdir) as server:
         ids = server.add_account(key, params.faxes, params.size)

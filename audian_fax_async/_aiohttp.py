@@ -1,0 +1,268 @@
+"""``AiohttpTransport``: an httpx transport on aiohttp's connection pool (the ``aiohttp`` extra).
+
+httpx's own pool (httpcore) costs most of the CPU of a bulk download at concurrency (NOTES.md);
+aiohttp's is far cheaper. This transport hands each request to one lazily created
+``aiohttp.ClientSession`` and gives the body back as the chunks aiohttp reads (``readany``, no
+re-chunking), so everything above it (redirects, retries, resume, checks) stays the SDK's own.
+
+What matters most is the error mapping: ``FaxClient`` retries a creating POST only when the request
+never left (``httpx.ConnectError``, ``ConnectTimeout``, ``PoolTimeout``). So only errors that aiohttp
+raises *before* writing the request map to those; everything else, and anything unknown, maps to
+an error that means "it may have been sent". :func:`map_error` is that table, pure and tested alone.
+
+aiohttp is imported when a transport is constructed, never when this module is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import ssl
+from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import httpx
+
+from ._config import DEFAULT_LIMITS
+from ._exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    import aiohttp
+
+__all__ = ["AiohttpTransport", "client_timeout", "map_error"]
+
+_INSTALL_HINT = 'AiohttpTransport needs aiohttp: pip install "audian-fax-async[aiohttp]"'
+# aiohttp adds these when a request lacks them; httpx always sets the ones it wants (or leaves them
+# out on purpose), so skipping them sends httpx's headers as they are. Content-Length is not in the
+# list: aiohttp still adds "Content-Length: 0" to a body-less DELETE (httpx sends none), harmless.
+_SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
+
+
+def _import_aiohttp() -> None:
+    try:
+        import aiohttp  # noqa: F401 - only whether it imports
+    except ImportError:
+        raise ConfigurationError(_INSTALL_HINT) from None
+
+
+def map_error(exc: Exception, *, sent: bool) -> httpx.TransportError:
+    """The httpx error that stands for an aiohttp (or socket) error.
+
+    ``sent=False`` while the request is under way (connecting, writing, waiting for the status line):
+    the error's type tells whether anything could have been written. ``sent=True`` while the body is
+    read: the request certainly arrived. Only errors that aiohttp raises before it writes a byte map
+    to the "never sent" errors; anything else maps to one that ``FaxClient`` reads as "may have been
+    sent", so a non-idempotent POST is never repeated on a guess.
+    """
+    import aiohttp
+
+    message = str(exc) or type(exc).__name__
+    if not sent:
+        # Opening a connection or waiting for a free one in the pool: aiohttp raises both as
+        # ConnectionTimeoutError, so a pool wait cannot be told from a slow connect (both never sent).
+        if isinstance(exc, aiohttp.ConnectionTimeoutError):
+            return httpx.ConnectTimeout(message)
+        # DNS, refused, unreachable, TLS and certificate errors, a proxy that cannot be reached or
+        # refuses the CONNECT tunnel, a certificate fingerprint mismatch: all before the request.
+        if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ClientHttpProxyError):
+            return httpx.ConnectError(message)
+        if isinstance(exc, aiohttp.ServerFingerprintMismatch):
+            return httpx.ConnectError(message)
+        if isinstance(exc, aiohttp.NonHttpUrlClientError | aiohttp.InvalidURL):
+            return httpx.UnsupportedProtocol(message)
+    # From here on the request may have been written (or we cannot tell): never "not sent".
+    if isinstance(exc, TimeoutError):  # SocketTimeoutError: no byte within the read timeout
+        return httpx.ReadTimeout(message)
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return httpx.RemoteProtocolError(f"the server closed the connection without a complete response ({message})")
+    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ClientResponseError):
+        # A body shorter than its Content-Length ("Response payload is not completed"), broken
+        # chunked encoding, a malformed status line or headers.
+        return httpx.RemoteProtocolError(message)
+    return httpx.ReadError(message)  # ClientOSError (reset, broken pipe) and whatever else
+
+
+def client_timeout(timeouts: Mapping[str, float | None] | None) -> aiohttp.ClientTimeout:
+    """httpx's per-request timeouts (``request.extensions["timeout"]``) as an ``aiohttp.ClientTimeout``.
+
+    * ``sock_connect`` = httpx ``connect``: opening one TCP (and TLS) connection.
+    * ``connect`` = ``pool + connect``: aiohttp's ``connect`` spans waiting for a free connection of
+      the pool *and* opening it, so it gets both budgets (none when either is unbounded).
+    * ``sock_read`` = httpx ``read``: the longest wait for the next bytes, from the request being sent
+      to the last byte of the body (paused while the caller does not read).
+    * ``total`` is never set: httpx has no whole-request timeout, and a long download must not hit one.
+    * httpx ``write`` has no aiohttp counterpart; a stalled upload is bounded by ``sock_read`` only
+      (the SDK's request bodies are small JSON documents).
+    """
+    if not timeouts:
+        return _client_timeout(None, None, None)
+    return _client_timeout(timeouts.get("connect"), timeouts.get("read"), timeouts.get("pool"))
+
+
+@functools.lru_cache(maxsize=32)
+def _client_timeout(connect: float | None, read: float | None, pool: float | None) -> aiohttp.ClientTimeout:
+    import aiohttp
+
+    acquire = None if connect is None or pool is None else connect + pool
+    return aiohttp.ClientTimeout(total=None, connect=acquire, sock_connect=connect, sock_read=read)
+
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """An httpx transport on aiohttp: the same ``FaxClient``, a much cheaper connection pool.
+
+    ::
+
+        from audian_fax_async import AiohttpTransport, FaxClient
+
+        async with FaxClient(transport=AiohttpTransport()) as client:
+            async with client.received.download_all("faxes/") as outcomes:
+                async for outcome in outcomes:
+                    print(outcome.kind, outcome.path)
+
+    Every download guarantee holds (byte counts, resume with ``Range``, atomic files, the key kept
+    from other origins), and connection errors keep their meaning: a request that may have reached
+    the API is reported with ``request_sent=True``, so a creating POST is not repeated.
+
+    Needs the ``aiohttp`` extra and asyncio (aiohttp does not run on trio). HTTP/1.1 only. The
+    ``aiohttp.ClientSession`` is created on the first request, inside the running loop: at most
+    ``limits.max_connections`` connections (``max_keepalive_connections`` has no aiohttp
+    counterpart), idle ones closed after ``limits.keepalive_expiry``; no cookie jar, no automatic
+    decompression, no redirects (the client follows them itself). ``verify`` is an ``SSLContext``,
+    ``True`` (the SDK's shared verifying context) or ``False``. ``trust_env=True`` lets aiohttp read
+    proxies from ``HTTP(S)_PROXY`` and credentials from ``.netrc``.
+
+    An injected ``session`` is used as it is (its cookie jar, default headers and connector included)
+    and never closed by :meth:`aclose`.
+
+    One difference from httpx's own transport: when a server drops the connection before answering,
+    aiohttp itself sends an idempotent request (GET, HEAD, PUT, DELETE) once more before it reports
+    the error; it never does so for a POST.
+    """
+
+    def __init__(
+        self,
+        *,
+        verify: ssl.SSLContext | bool = True,
+        limits: httpx.Limits = DEFAULT_LIMITS,
+        trust_env: bool = False,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        _import_aiohttp()
+        self._verify = verify
+        self._limits = limits
+        self._trust_env = trust_env
+        self._session = session
+        self._own_session = session is None
+        self._closed = False
+
+    def _open_session(self) -> aiohttp.ClientSession:
+        import aiohttp
+
+        if self._closed:
+            raise RuntimeError("This AiohttpTransport is closed.")
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            raise ConfigurationError(
+                "AiohttpTransport runs on asyncio only; on trio, use FaxClient's default transport"
+            ) from None
+        tls: ssl.SSLContext | bool = self._verify
+        if tls is True:
+            from ._client import _shared_ssl_context
+
+            tls = _shared_ssl_context()
+        connector = aiohttp.TCPConnector(
+            limit=self._limits.max_connections or 0,  # 0: no limit, as None is for httpx
+            limit_per_host=0,
+            keepalive_timeout=self._limits.keepalive_expiry,
+            ssl=tls,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+            trust_env=self._trust_env,
+            skip_auto_headers=_SKIP_AUTO_HEADERS,
+            timeout=_client_timeout(None, None, None),
+            requote_redirect_url=False,
+        )
+        return self._session
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        import aiohttp
+        import yarl
+
+        url = request.url
+        if url.scheme not in ("http", "https"):
+            raise httpx.UnsupportedProtocol(f"AiohttpTransport supports http and https, not {url.scheme!r}: {url}")
+        session = self._session or self._open_session()
+        encoding = request.headers.encoding
+        headers = [(name.decode(encoding), value.decode(encoding)) for name, value in request.headers.raw]
+        data: bytes | httpx.AsyncByteStream | None
+        try:
+            data = request.content or None
+        except httpx.RequestNotRead:
+            # A streamed body: aiohttp chunks it itself and refuses a Transfer-Encoding header beside it.
+            data = request.stream  # type: ignore[assignment]
+            headers = [(name, value) for name, value in headers if name.lower() != "transfer-encoding"]
+        extensions: Mapping[str, Any] = request.extensions
+        try:
+            response = await session.request(
+                request.method,
+                yarl.URL(str(url), encoded=True),  # httpx has already percent-encoded it
+                headers=headers,
+                data=data,
+                allow_redirects=False,
+                auto_decompress=False,
+                timeout=client_timeout(extensions.get("timeout")),
+                server_hostname=extensions.get("sni_hostname"),
+            )
+        except (aiohttp.ClientError, OSError) as exc:  # TimeoutError is an OSError
+            raise map_error(exc, sent=False) from exc
+        response_extensions = {"http_version": b"HTTP/1.0" if response.version == (1, 0) else b"HTTP/1.1"}
+        if response.reason:
+            response_extensions["reason_phrase"] = response.reason.encode("ascii", "replace")
+        return httpx.Response(
+            response.status,
+            headers=response.raw_headers,
+            stream=_ResponseBody(response),
+            request=request,
+            extensions=response_extensions,
+        )
+
+    async def aclose(self) -> None:
+        """Close the session and its connections, unless it was injected. Idempotent."""
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None and self._own_session:
+            with anyio.CancelScope(shield=True):  # a cancelled close would leave sockets open
+                await session.close()
+
+
+class _ResponseBody(httpx.AsyncByteStream):
+    """The body as aiohttp reads it; ``aclose`` gives the connection back or drops it."""
+
+    __slots__ = ("_response",)
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        import aiohttp
+
+        # What iter_any() yields, without its per-chunk wrapper: one try around the whole loop.
+        read = self._response.content.readany
+        try:
+            while chunk := await read():
+                yield chunk
+        except (aiohttp.ClientError, OSError) as exc:
+            raise map_error(exc, sent=True) from exc
+
+    async def aclose(self) -> None:
+        response = self._response
+        content = response.content
+        if content.is_eof() and content.exception() is None:
+            response.release()  # read to the end: the connection goes back to the pool
+        else:
+            response.close()  # unread bytes would poison the next request: drop the connection

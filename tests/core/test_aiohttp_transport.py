@@ -1,0 +1,353 @@
+"""``AiohttpTransport`` without sockets: the error table, the timeout mapping, and what goes to and comes
+back from aiohttp (a fake session stands in for ``aiohttp.ClientSession``).
+
+The error table is what keeps a creating POST from being sent twice: only errors aiohttp raises before
+it writes the request may read as "never sent" once ``FaxClient.map_transport_error`` has seen them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from typing import Any, cast
+
+import aiohttp
+import httpx
+import pytest
+import trio
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+import audian_fax_async
+from audian_fax_async import (
+    AiohttpTransport,
+    APIConnectionError,
+    APITimeoutError,
+    ConfigurationError,
+    FaxClient,
+)
+from audian_fax_async._aiohttp import client_timeout, map_error
+
+_KEY = aiohttp.client_reqrep.ConnectionKey("api.example", 443, True, True, None, None, None)
+_INFO = aiohttp.RequestInfo(URL("https://api.example/v2/fax/numbers"), "POST", CIMultiDictProxy(CIMultiDict()))
+_REQUEST = httpx.Request("POST", "https://api.example/v2/fax/numbers")
+
+# Raised by aiohttp before a byte of the request is written: connect, DNS, TLS, proxy, pool, URL.
+NEVER_SENT: list[tuple[Exception, type[httpx.TransportError]]] = [
+    (aiohttp.ClientConnectorError(_KEY, ConnectionRefusedError(111, "Connection refused")), httpx.ConnectError),
+    (aiohttp.ClientConnectorDNSError(_KEY, socket.gaierror(-2, "Name or service not known")), httpx.ConnectError),
+    (
+        aiohttp.ClientConnectorCertificateError(_KEY, ssl.SSLCertVerificationError(1, "certificate verify failed")),
+        httpx.ConnectError,
+    ),
+    (aiohttp.ClientConnectorSSLError(_KEY, ssl.SSLError(1, "wrong version number")), httpx.ConnectError),
+    (aiohttp.ClientProxyConnectionError(_KEY, OSError(113, "No route to host")), httpx.ConnectError),
+    (aiohttp.ClientHttpProxyError(_INFO, (), status=407, message="Proxy Authentication Required"), httpx.ConnectError),
+    (aiohttp.ServerFingerprintMismatch(b"a" * 32, b"b" * 32, "api.example", 443), httpx.ConnectError),
+    (aiohttp.ConnectionTimeoutError("Connection timeout to host https://api.example/v2"), httpx.ConnectTimeout),
+    (aiohttp.NonHttpUrlClientError("ftp://api.example/v2"), httpx.UnsupportedProtocol),
+    (aiohttp.InvalidUrlClientError("http:///v2"), httpx.UnsupportedProtocol),
+]
+
+# Raised once a connection is open: the request may have been written, so it may have been acted on.
+MAYBE_SENT: list[tuple[Exception, type[httpx.TransportError]]] = [
+    (aiohttp.ServerDisconnectedError(), httpx.RemoteProtocolError),
+    (aiohttp.ClientOSError(104, "Connection reset by peer"), httpx.ReadError),
+    (aiohttp.ClientConnectionResetError("Cannot write to closing transport"), httpx.ReadError),
+    (
+        aiohttp.ClientPayloadError("Response payload is not completed: <ContentLengthError: 400>"),
+        httpx.RemoteProtocolError,
+    ),
+    (aiohttp.ClientResponseError(_INFO, (), status=400, message="Invalid response status"), httpx.RemoteProtocolError),
+    (aiohttp.SocketTimeoutError("Timeout on reading data from socket"), httpx.ReadTimeout),
+    (aiohttp.ServerTimeoutError("Timeout"), httpx.ReadTimeout),
+    (aiohttp.ClientConnectionError("Connection closed"), httpx.ReadError),
+    (TimeoutError(), httpx.ReadTimeout),
+    (ConnectionResetError(104, "Connection reset by peer"), httpx.ReadError),
+    (OSError(32, "Broken pipe"), httpx.ReadError),
+]
+
+
+def _sdk_error(exc: httpx.TransportError) -> APIConnectionError:
+    error = FaxClient.map_transport_error(exc, _REQUEST)
+    assert isinstance(error, APIConnectionError)
+    return error
+
+
+@pytest.mark.parametrize(("exc", "expected"), NEVER_SENT, ids=lambda v: type(v).__name__)
+def test_errors_raised_before_the_request_is_written_read_as_never_sent(
+    exc: Exception, expected: type[httpx.TransportError]
+) -> None:
+    mapped = map_error(exc, sent=False)
+
+    assert type(mapped) is expected
+    if expected is not httpx.UnsupportedProtocol:  # that one is a ConfigurationError in the SDK
+        assert _sdk_error(mapped).request_sent is False
+
+
+@pytest.mark.parametrize(("exc", "expected"), MAYBE_SENT, ids=lambda v: type(v).__name__)
+def test_errors_raised_once_connected_read_as_sent_so_a_post_is_not_repeated(
+    exc: Exception, expected: type[httpx.TransportError]
+) -> None:
+    mapped = map_error(exc, sent=False)
+
+    assert type(mapped) is expected
+    assert _sdk_error(mapped).request_sent is True
+
+
+@pytest.mark.parametrize("exc", [e for e, _ in NEVER_SENT + MAYBE_SENT], ids=lambda v: type(v).__name__)
+def test_every_error_while_the_body_is_read_reads_as_sent(exc: Exception) -> None:
+    mapped = map_error(exc, sent=True)
+
+    assert not isinstance(mapped, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+    assert not isinstance(mapped, httpx.UnsupportedProtocol)
+    assert _sdk_error(mapped).request_sent is True
+
+
+def test_timeouts_are_api_timeout_errors_and_a_short_body_names_itself() -> None:
+    assert isinstance(_sdk_error(map_error(aiohttp.SocketTimeoutError("slow"), sent=True)), APITimeoutError)
+    assert isinstance(_sdk_error(map_error(aiohttp.ConnectionTimeoutError("slow"), sent=False)), APITimeoutError)
+    short = aiohttp.ClientPayloadError("Response payload is not completed")
+    assert "Response payload is not completed" in str(_sdk_error(map_error(short, sent=True)))
+
+
+def test_httpx_timeouts_become_aiohttp_timeouts_with_pool_and_connect_together() -> None:
+    timeouts = httpx.Timeout(connect=10.0, read=60.0, write=30.0, pool=30.0).as_dict()
+
+    assert client_timeout(timeouts) == aiohttp.ClientTimeout(
+        total=None, connect=40.0, sock_connect=10.0, sock_read=60.0
+    )
+    # An unbounded pool wait leaves aiohttp's whole "connect" unbounded; opening a socket stays bounded.
+    unbounded = httpx.Timeout(5.0, pool=None).as_dict()
+    assert client_timeout(unbounded) == aiohttp.ClientTimeout(total=None, connect=None, sock_connect=5.0, sock_read=5.0)
+    assert client_timeout(None) == aiohttp.ClientTimeout(total=None)
+
+
+# -- the transport around a fake session ---------------------------------------------------------
+
+
+class FakeContent:
+    """Hands out chunks as aiohttp's StreamReader.readany does (b"" at the end), or raises."""
+
+    def __init__(self, chunks: list[bytes | BaseException]) -> None:
+        self._chunks = list(chunks)
+        self._eof = False
+
+    async def readany(self) -> bytes:
+        if not self._chunks:
+            self._eof = True
+            return b""
+        chunk = self._chunks.pop(0)
+        if isinstance(chunk, BaseException):
+            raise chunk
+        return chunk
+
+    def is_eof(self) -> bool:
+        return self._eof
+
+    def exception(self) -> BaseException | None:
+        return None
+
+
+class FakeResponse:
+    def __init__(self, chunks: list[bytes | BaseException], *, status: int = 200, reason: str = "OK") -> None:
+        self.status = status
+        self.reason = reason
+        self.version = aiohttp.HttpVersion11
+        self.raw_headers = ((b"Content-Type", b"application/pdf"), (b"X-Request-Id", b"req_1"))
+        self.content = FakeContent(chunks)
+        self.ended: list[str] = []
+
+    def release(self) -> None:
+        self.ended.append("release")
+
+    def close(self) -> None:
+        self.ended.append("close")
+
+
+class FakeSession:
+    """Records what the transport asks aiohttp for; answers with a response or raises."""
+
+    def __init__(self, outcome: FakeResponse | BaseException) -> None:
+        self.outcome = outcome
+        self.calls: list[tuple[str, URL, dict[str, Any]]] = []
+        self.closed = False
+
+    async def request(self, method: str, url: URL, **kwargs: Any) -> FakeResponse:
+        self.calls.append((method, url, kwargs))
+        if isinstance(self.outcome, BaseException):
+            raise self.outcome
+        return self.outcome
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+def _transport(session: FakeSession) -> AiohttpTransport:
+    return AiohttpTransport(session=cast(aiohttp.ClientSession, session))
+
+
+async def test_the_request_goes_to_aiohttp_as_httpx_built_it() -> None:
+    session = FakeSession(FakeResponse([]))
+    request = httpx.Request(
+        "POST",
+        "https://api.example/v2/fax/numbers?tag=a%2Fb",
+        headers={"X-Auth-Token": "key", "Accept": "application/json"},
+        json={"area_code": "202"},
+        extensions={"timeout": httpx.Timeout(1.0, pool=2.0).as_dict()},
+    )
+
+    await _transport(session).handle_async_request(request)
+
+    [(method, url, kwargs)] = session.calls
+    assert method == "POST"
+    assert str(url) == "https://api.example/v2/fax/numbers?tag=a%2Fb"  # not re-quoted
+    assert kwargs["headers"] == [(k.decode(), v.decode()) for k, v in request.headers.raw]  # names keep their case
+    assert kwargs["data"] == b'{"area_code":"202"}'
+    assert kwargs["allow_redirects"] is False
+    assert kwargs["auto_decompress"] is False
+    assert kwargs["timeout"] == aiohttp.ClientTimeout(total=None, connect=3.0, sock_connect=1.0, sock_read=1.0)
+
+
+async def test_a_streamed_request_body_is_handed_to_aiohttp_which_does_the_chunking() -> None:
+    session = FakeSession(FakeResponse([]))
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"part"
+
+    request = httpx.Request("PUT", "https://api.example/v2/upload", content=body())
+
+    await _transport(session).handle_async_request(request)
+
+    [(_, _, kwargs)] = session.calls
+    assert kwargs["data"] is request.stream
+    assert [name for name, _ in kwargs["headers"] if name.lower() == "transfer-encoding"] == []
+
+
+async def test_the_response_carries_status_headers_reason_and_aiohttps_chunks_unchanged() -> None:
+    aio_response = FakeResponse([b"%PDF-1.7 first", b"second " * 5000, b"%%EOF"], status=206, reason="Partial Content")
+    request = httpx.Request("GET", "https://api.example/v2/fax/received/fax_1/download")
+
+    response = await _transport(FakeSession(aio_response)).handle_async_request(request)
+    chunks = [chunk async for chunk in response.aiter_raw()]
+    await response.aclose()
+
+    assert response.status_code == 206
+    assert response.reason_phrase == "Partial Content"
+    assert response.http_version == "HTTP/1.1"
+    assert response.headers.raw == [(b"Content-Type", b"application/pdf"), (b"X-Request-Id", b"req_1")]
+    assert chunks == [b"%PDF-1.7 first", b"second " * 5000, b"%%EOF"]
+    assert aio_response.ended == ["release"]  # read to the end: the connection goes back to the pool
+
+
+async def test_a_response_closed_before_its_end_drops_the_connection() -> None:
+    aio_response = FakeResponse([b"%PDF-1.7", b"more"])
+    response = await _transport(FakeSession(aio_response)).handle_async_request(httpx.Request("GET", "http://h/x"))
+
+    async for _ in response.aiter_raw():
+        break
+    await response.aclose()
+
+    assert aio_response.ended == ["close"]
+
+
+async def test_an_error_while_reading_the_body_is_an_httpx_error_that_reads_as_sent() -> None:
+    cut = aiohttp.ClientPayloadError("Response payload is not completed")
+    aio_response = FakeResponse([b"%PDF-1.7", cut])
+    request = httpx.Request("POST", "http://h/v2/fax/numbers")
+    response = await _transport(FakeSession(aio_response)).handle_async_request(request)
+
+    with pytest.raises(httpx.RemoteProtocolError) as caught:
+        await response.aread()
+    await response.aclose()
+
+    assert caught.value.__cause__ is cut
+    assert _sdk_error(caught.value).request_sent is True
+    assert aio_response.ended == ["close"]
+
+
+async def test_an_error_before_the_response_is_mapped_with_its_cause_kept() -> None:
+    refused = aiohttp.ClientConnectorError(_KEY, ConnectionRefusedError(111, "Connection refused"))
+
+    with pytest.raises(httpx.ConnectError) as caught:
+        await _transport(FakeSession(refused)).handle_async_request(_REQUEST)
+
+    assert caught.value.__cause__ is refused
+
+
+@pytest.mark.parametrize("exc", [asyncio.CancelledError(), KeyboardInterrupt(), RuntimeError("Session is closed")])
+async def test_cancellation_and_other_exceptions_pass_through_untouched(exc: BaseException) -> None:
+    with pytest.raises(type(exc)) as caught:
+        await _transport(FakeSession(exc)).handle_async_request(_REQUEST)
+    assert caught.value is exc
+
+    response = await _transport(FakeSession(FakeResponse([b"%PDF", exc]))).handle_async_request(_REQUEST)
+    with pytest.raises(type(exc)) as caught:
+        await response.aread()
+    assert caught.value is exc
+
+
+async def test_a_url_that_is_not_http_is_refused_before_aiohttp_sees_it() -> None:
+    session = FakeSession(FakeResponse([]))
+
+    with pytest.raises(httpx.UnsupportedProtocol):
+        await _transport(session).handle_async_request(httpx.Request("GET", "ftp://api.example/v2"))
+
+    assert session.calls == []
+
+
+async def test_an_injected_session_is_never_closed_by_the_transport() -> None:
+    session = FakeSession(FakeResponse([]))
+    transport = _transport(session)
+
+    await transport.aclose()
+
+    assert session.closed is False
+
+
+async def test_a_closed_transport_opens_no_new_session() -> None:
+    transport = AiohttpTransport()
+    await transport.aclose()
+
+    with pytest.raises(RuntimeError, match="closed"):
+        await transport.handle_async_request(httpx.Request("GET", "http://127.0.0.1:9/x"))
+
+
+# -- the optional dependency ----------------------------------------------------------------------
+
+
+def test_importing_the_package_or_naming_the_transport_does_not_import_aiohttp() -> None:
+    code = (
+        "import sys, audian_fax_async; "
+        "assert 'aiohttp' not in sys.modules, 'package'; "
+        "audian_fax_async.AiohttpTransport; "
+        "assert 'aiohttp' not in sys.modules, 'attribute'; "
+        "audian_fax_async.AiohttpTransport(); "
+        "assert 'aiohttp' in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_without_aiohttp_constructing_the_transport_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "aiohttp", None)  # "import aiohttp" now fails as if not installed
+
+    with pytest.raises(ConfigurationError, match=r'pip install "audian-fax-async\[aiohttp\]"'):
+        AiohttpTransport()
+
+
+def test_the_transport_is_exported_from_the_package_root() -> None:
+    assert "AiohttpTransport" in audian_fax_async.__all__
+    assert audian_fax_async.AiohttpTransport is AiohttpTransport
+
+
+def test_on_trio_the_transport_says_it_needs_asyncio() -> None:
+    async def main() -> None:
+        async with FaxClient("key", base_url="http://127.0.0.1:9/v2", transport=AiohttpTransport()) as client:
+            await client.received.list(limit=1)
+
+    with pytest.raises(ConfigurationError, match="asyncio"):
+        trio.run(main)

@@ -1,0 +1,376 @@
+"""``FaxClient(transport=AiohttpTransport())`` over real loopback sockets: every download guarantee holds,
+and a connection error says truthfully whether the request may have reached the server.
+
+The emulator serves the normal and faulty downloads; a bare socket server (:class:`RawServer`) plays the
+misbehaviours the emulator cannot: closing after reading a request, never answering, a short body.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import hashlib
+import socket
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+
+from audian_fax_async import (
+    AiohttpTransport,
+    APIConnectionError,
+    APITimeoutError,
+    FaxClient,
+    RetryPolicy,
+)
+from audian_fax_async.emulator import AdminClient
+
+from .conftest import ClientFactory, assert_matches_emulator, no_sleep, partial_files
+
+pytestmark = pytest.mark.filterwarnings("error::ResourceWarning")
+
+DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=30.0, pool=30.0)
+PDF = b"%PDF-1.7\n" + b"x" * 200_000 + b"\n%%EOF\n"
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# -- a bare socket server ------------------------------------------------------------------------
+
+# What a scripted server does with one request: it gets the request's bytes and the socket, sends
+# what it likes, and says whether the connection stays open for another request.
+Answer = Callable[[bytes, socket.socket, "RawServer"], bool]
+
+
+def _read_request(conn: socket.socket) -> bytes | None:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return None
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return None
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
+class RawServer:
+    """HTTP/1.1 by hand on 127.0.0.1 (a free port), one thread per connection, scripted by ``answer``.
+
+    It counts connections and requests, and notices when the client closes a connection.
+    """
+
+    def __init__(self, answer: Answer) -> None:
+        self._answer = answer
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self.requests: list[bytes] = []
+        self.connections = 0
+        self.client_closed = threading.Event()
+        self.stop = threading.Event()
+        self._conns: list[socket.socket] = []
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+
+    def __enter__(self) -> RawServer:
+        self._threads[0].start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for sock in [self._listener, *self._conns]:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked in accept() or recv()
+            sock.close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            conn.settimeout(5)  # a stuck test still ends
+            self.connections += 1
+            self._conns.append(conn)
+            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            while not self.stop.is_set():
+                request = _read_request(conn)
+                if request is None:
+                    if not self.stop.is_set():
+                        self.client_closed.set()
+                    return
+                self.requests.append(request)
+                if not self._answer(request, conn, self):
+                    return
+        except OSError:
+            return
+        finally:
+            conn.close()
+
+    def heads(self) -> list[set[bytes]]:
+        """Each request's header lines (request line left out), as sets: order is not compared."""
+        return [set(r.partition(b"\r\n\r\n")[0].split(b"\r\n")[1:]) for r in self.requests]
+
+
+def _respond(status: str, body: bytes, headers: dict[str, str] | None = None, *, length: int | None = None) -> bytes:
+    lines = [f"HTTP/1.1 {status}", f"Content-Length: {len(body) if length is None else length}"]
+    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def json_ok(request: bytes, conn: socket.socket, server: RawServer) -> bool:
+    conn.sendall(_respond("200 OK", b"{}", {"Content-Type": "application/json"}))
+    return True
+
+
+def close_without_answering(request: bytes, conn: socket.socket, server: RawServer) -> bool:
+    return False
+
+
+def never_answer(request: bytes, conn: socket.socket, server: RawServer) -> bool:
+    server.stop.wait(5)
+    return False
+
+
+def _client(url: str, *, max_retries: int = 3, timeout: httpx.Timeout = DEFAULT_TIMEOUT) -> FaxClient:
+    return FaxClient(
+        "secret-key",
+        base_url=f"{url}/v2",
+        transport=AiohttpTransport(),
+        retry_policy=RetryPolicy(max_retries=max_retries, sleep=no_sleep),
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def aiohttp_client(make_client: ClientFactory) -> FaxClient:
+    return make_client(transport=AiohttpTransport())
+
+
+# -- the download guarantees, against the emulator -----------------------------------------------
+
+
+async def test_list_and_download_all_write_files_identical_to_the_emulators_documents(
+    aiohttp_client: FaxClient, audian_admin: AdminClient, audian_api_key: str, tmp_path: Path
+) -> None:
+    async with aiohttp_client as client:
+        listed = [fax.id async for fax in client.received.iter()]
+        async with client.received.download_all(tmp_path) as outcomes:
+            done = {o.fax.id: o async for o in outcomes}
+
+    assert len(listed) == 20 and set(done) == set(listed)
+    for fax_id, outcome in done.items():
+        assert outcome.ok and outcome.path is not None
+        assert_matches_emulator(audian_admin, audian_api_key, fax_id, outcome.path)
+    assert partial_files(tmp_path) == []
+
+
+async def test_a_dropped_body_resumes_with_range_and_the_file_is_whole(
+    aiohttp_client: FaxClient, audian_admin: AdminClient, audian_api_key: str, tmp_path: Path
+) -> None:
+    [fax] = audian_admin.inject(audian_api_key, count=1, size=600_000)
+    audian_admin.script("download", ["drop"], key=audian_api_key)
+
+    async with aiohttp_client as client:
+        result = await client.received.download(fax["id"], tmp_path)
+
+    assert result.resumed and result.attempts == 2
+    assert result.sha256 == _sha(result.path) == audian_admin.document_sha256(audian_api_key, fax["id"])
+    assert result.path.stat().st_size == 600_000
+
+
+async def test_a_truncated_body_from_the_emulator_is_downloaded_again(
+    aiohttp_client: FaxClient, audian_admin: AdminClient, audian_api_key: str, tmp_path: Path
+) -> None:
+    [fax] = audian_admin.inject(audian_api_key, count=1, size=300_000)
+    audian_admin.script("download", ["truncate"], key=audian_api_key)
+
+    async with aiohttp_client as client:
+        result = await client.received.download(fax["id"], tmp_path)
+
+    assert result.attempts == 2
+    assert _sha(result.path) == audian_admin.document_sha256(audian_api_key, fax["id"])
+
+
+# -- short bodies, reuse and headers, against a bare socket server -------------------------------
+
+
+async def test_a_body_shorter_than_its_content_length_is_refused_and_downloaded_again(tmp_path: Path) -> None:
+    def short_then_whole(request: bytes, conn: socket.socket, server: RawServer) -> bool:
+        if len(server.requests) == 1:  # promise the whole document, send 1,000 bytes, hang up
+            conn.sendall(_respond("200 OK", PDF[:1000], {"Content-Type": "application/pdf"}, length=len(PDF)))
+            return False
+        conn.sendall(_respond("200 OK", PDF, {"Content-Type": "application/pdf"}))
+        return True
+
+    with RawServer(short_then_whole) as server:
+        async with (
+            httpx.AsyncClient(transport=AiohttpTransport()) as plain,
+            plain.stream("GET", f"{server.url}/doc.pdf") as response,
+        ):
+            with pytest.raises(httpx.RemoteProtocolError, match="payload is not completed"):
+                async for _ in response.aiter_raw():
+                    pass
+        server.requests.clear()
+        async with _client(server.url) as client:
+            result = await client.received.download("fax_1", tmp_path / "fax_1.pdf")
+
+    assert result.attempts == 2 and not result.resumed  # no Accept-Ranges: started over
+    assert result.path.read_bytes() == PDF
+
+
+async def test_a_response_read_to_its_end_gives_the_connection_back_for_the_next_request() -> None:
+    with RawServer(json_ok) as server:
+        async with _client(server.url) as client:
+            await client.request("GET", "one")
+            await client.request("GET", "two")
+
+    assert len(server.requests) == 2 and server.connections == 1
+
+
+async def test_the_request_headers_reach_the_server_as_httpx_built_them() -> None:
+    async def exchange(transport: httpx.AsyncBaseTransport) -> list[set[bytes]]:
+        server.requests.clear()
+        async with FaxClient("secret-key", base_url=f"{server.url}/v2", transport=transport) as client:
+            await client.request("GET", "fax/received", params={"limit": 5})
+            await client.request("POST", "fax/numbers", json={"area_code": "202", "quantity": 1})
+            await client.request("DELETE", "fax/webhooks/wh_1")
+        return server.heads()
+
+    with RawServer(json_ok) as server:
+        get, post, delete = await exchange(httpx.AsyncHTTPTransport(verify=False))
+        ours = await exchange(AiohttpTransport())
+
+    assert ours[0] == get
+    assert ours[1] == post
+    # The one header aiohttp adds: an explicit empty body on a DELETE that has none.
+    assert ours[2] == delete | {b"Content-Length: 0"}
+    assert b"X-Auth-Token: secret-key" in ours[0]
+
+
+# -- connection errors: was the request sent? ----------------------------------------------------
+
+
+async def test_a_refused_connection_is_an_api_connection_error_never_sent() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        closed_port = probe.getsockname()[1]  # nobody listens there once the probe is closed
+
+    async with _client(f"http://127.0.0.1:{closed_port}", max_retries=0) as client:
+        with pytest.raises(APIConnectionError) as caught:
+            await client.received.list(limit=1)
+
+    assert not isinstance(caught.value, APITimeoutError)
+    assert caught.value.request_sent is False
+
+
+async def test_a_server_that_hangs_up_after_reading_a_post_means_sent_and_the_post_is_not_repeated() -> None:
+    with RawServer(close_without_answering) as server:
+        async with _client(server.url, max_retries=3) as client:
+            with pytest.raises(APIConnectionError) as caught:
+                await client.numbers.request(area_code="202", quantity=1)
+
+    assert caught.value.request_sent is True
+    assert len(server.requests) == 1  # buying numbers twice is what this prevents
+    assert server.requests[0].startswith(b"POST /v2/fax/numbers ")
+
+
+async def test_no_answer_within_the_read_timeout_is_an_api_timeout_error() -> None:
+    with RawServer(never_answer) as server:
+        async with _client(server.url, max_retries=0, timeout=httpx.Timeout(5.0, read=0.05)) as client:
+            with pytest.raises(APITimeoutError) as caught:
+                await client.received.list(limit=1)
+
+    assert caught.value.request_sent is True
+
+
+async def test_a_body_that_stalls_past_the_read_timeout_is_an_api_timeout_error(tmp_path: Path) -> None:
+    def stall_mid_body(request: bytes, conn: socket.socket, server: RawServer) -> bool:
+        conn.sendall(_respond("200 OK", PDF[:1000], {"Content-Type": "application/pdf"}, length=len(PDF)))
+        server.stop.wait(5)
+        return False
+
+    with RawServer(stall_mid_body) as server:
+        async with _client(server.url, max_retries=0, timeout=httpx.Timeout(5.0, read=0.05)) as client:
+            with pytest.raises(APITimeoutError) as caught:
+                await client.received.download("fax_1", tmp_path / "fax_1.pdf")
+
+    assert caught.value.request_sent is True
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- cancellation ---------------------------------------------------------------------------------
+
+
+async def test_cancelling_a_download_mid_body_closes_its_connection_and_leaks_nothing() -> None:
+    def endless(request: bytes, conn: socket.socket, server: RawServer) -> bool:
+        if b"GET /v2/fax/received/fax_1/download " not in request:
+            return json_ok(request, conn, server)
+        conn.sendall(_respond("200 OK", PDF[:65536], {"Content-Type": "application/pdf"}, length=10 * len(PDF)))
+        return True  # the rest never comes: the client must hang up
+
+    with RawServer(endless) as server:
+        async with _client(server.url) as client:
+            received = 0
+            with anyio.CancelScope() as scope:
+                async with client.received.stream("fax_1") as chunks:
+                    async for chunk in chunks:
+                        received += len(chunk)
+                        scope.cancel()
+            assert scope.cancelled_caught and received > 0
+            assert await anyio.to_thread.run_sync(server.client_closed.wait, 5)
+            await client.request("GET", "after")  # the cut connection was not put back in the pool
+        gc.collect()  # an unclosed session, connector or response would warn now (an error here)
+
+    assert server.connections == 2
+
+
+# -- redirects ------------------------------------------------------------------------------------
+
+
+def _auth_header(request: bytes) -> bytes | None:
+    for line in request.partition(b"\r\n\r\n")[0].split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"x-auth-token":
+            return value.strip()
+    return None
+
+
+async def test_a_redirect_to_another_origin_does_not_carry_the_key(tmp_path: Path) -> None:
+    def serve_document(request: bytes, conn: socket.socket, server: RawServer) -> bool:
+        conn.sendall(_respond("200 OK", PDF, {"Content-Type": "application/pdf"}))
+        return True
+
+    with RawServer(serve_document) as cdn:
+
+        def redirect_to_cdn(request: bytes, conn: socket.socket, server: RawServer) -> bool:
+            conn.sendall(_respond("302 Found", b"", {"Location": f"{cdn.url}/doc.pdf?sig=1"}))
+            return True
+
+        with RawServer(redirect_to_cdn) as api:
+            async with _client(api.url) as client:
+                result = await client.received.download("fax_1", tmp_path / "x.pdf")
+
+    assert result.path.read_bytes() == PDF
+    assert [_auth_header(r) for r in api.requests] == [b"secret-key"]
+    assert [_auth_header(r) for r in cdn.requests] == [None]
+    assert cdn.requests[0].startswith(b"GET /doc.pdf?sig=1 ")
