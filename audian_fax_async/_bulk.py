@@ -441,7 +441,8 @@ class BulkDownload:
                 on_bytes=on_bytes,
                 on_retry=on_retry,
                 on_commit=record,
-                limiter=self._slots,
+                # At the client's own cap, the bulk's limiter could never bind: skip its cost per fax.
+                limiter=self._slots if self._concurrency < self._client.max_concurrent_downloads else None,
             )
         finally:
             progress.in_flight -= 1

@@ -1,0 +1,37 @@
+"""The SDK's own HTTP client keeps no cookies; an injected client keeps its own behaviour."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+import respx
+
+from audian_fax_async import FaxClient
+
+BASE = "https://api.example.test/v2"
+
+
+@respx.mock
+async def test_a_set_cookie_from_the_api_is_not_sent_back() -> None:
+    first = respx.get(f"{BASE}/fax/received/a").respond(
+        200, json={"id": "a"}, headers={"Set-Cookie": "session=abc; Path=/"}
+    )
+    second = respx.get(f"{BASE}/fax/received/b").respond(200, json={"id": "b"})
+    async with FaxClient("key-123456", base_url=BASE) as client:
+        await client.request("GET", "fax/received/a")
+        await client.request("GET", "fax/received/b")
+        assert len(client._http.cookies) == 0
+        with pytest.raises(AttributeError, match="no cookies"):
+            client._http.cookies = {"x": "y"}
+    assert first.called
+    assert "cookie" not in second.calls.last.request.headers
+
+
+@respx.mock
+async def test_an_injected_http_client_keeps_its_cookies() -> None:
+    respx.get(f"{BASE}/fax/received/a").respond(200, json={"id": "a"}, headers={"Set-Cookie": "session=abc; Path=/"})
+    second = respx.get(f"{BASE}/fax/received/b").respond(200, json={"id": "b"})
+    async with httpx.AsyncClient() as http, FaxClient("key-123456", base_url=BASE, http_client=http) as client:
+        await client.request("GET", "fax/received/a")
+        await client.request("GET", "fax/received/b")
+    assert second.calls.last.request.headers["cookie"] == "session=abc"
