@@ -193,6 +193,10 @@ class BulkDownload:
         self.manifest = Manifest(self.dest_dir)
         self._done: dict[str, ManifestEntry] = {}
         self._seen: set[str] = set()
+        # Which fax each relative path belongs to (the manifest's, then this run's): two faxes that a
+        # path_template (or ids that only differ in unsafe characters) send to one path must not be
+        # taken for each other, e.g. the second "adopting" the first one's file of the same size.
+        self._claims: dict[str, str] = {}
         self._listing_error: BaseException | None = None
         self._tg: TaskGroup | None = None
         self._slots: anyio.CapacityLimiter | None = None
@@ -263,6 +267,8 @@ class BulkDownload:
             return self.manifest.load()
 
         self._done = await anyio.to_thread.run_sync(prepare)
+        for entry in self._done.values():
+            self._claims.setdefault(entry.path, entry.id)
 
     def _notify(self) -> None:
         if self._on_progress is not None:
@@ -331,6 +337,12 @@ class BulkDownload:
                     bytes=entry.bytes,
                     sha256=entry.sha256,
                     marked=marked,
+                )
+            owner = self._claims.setdefault(relative.as_posix(), fax.id)
+            if owner != fax.id:
+                raise DestinationError(
+                    f"{path} is already the path of fax {owner}: two faxes cannot share one file "
+                    "(choose a path_template that includes {id})"
                 )
             existing = await self._adopt_existing(fax, path, relative)
             if existing is not None:

@@ -6,8 +6,8 @@ import functools
 import json as _json
 import logging
 import ssl
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
@@ -37,7 +37,7 @@ from ._exceptions import (
     find_request_id,
     status_error_class,
 )
-from ._limiter import DownloadLimiter, default_limiter
+from ._limiter import DownloadLimiter, acquire_fast, default_limiter
 from ._retry import RetryPolicy, parse_retry_after, retrying
 from ._version import __version__
 
@@ -404,16 +404,47 @@ class FaxClient:
 
     # -- downloads (slots) -------------------------------------------------------------------
 
-    @asynccontextmanager
-    async def download_slot(self) -> AsyncIterator[None]:
+    def download_slot(self) -> AbstractAsyncContextManager[None]:
         """Hold one of this client's download slots and one of the account's limiter slots."""
-        self._ensure_open()
-        import anyio
+        return _DownloadSlot(self)
 
-        if self._client_slots is None:
-            self._client_slots = anyio.CapacityLimiter(self.max_concurrent_downloads)
-        async with self._client_slots, self.limiter.acquire(self.account):
-            yield
+
+class _DownloadSlot:
+    """One of the client's download slots, then one of the account's (a class, not a generator:
+    it is on every download's path, and each yield there costs the slot a loop iteration)."""
+
+    __slots__ = ("_account_slot", "_client", "_client_slots")
+
+    def __init__(self, client: FaxClient) -> None:
+        self._client = client
+        self._client_slots: Any = None
+        self._account_slot: AbstractAsyncContextManager[None] | None = None
+
+    async def __aenter__(self) -> None:
+        client = self._client
+        client._ensure_open()
+        slots = client._client_slots
+        if slots is None:
+            import anyio
+
+            slots = client._client_slots = anyio.CapacityLimiter(client.max_concurrent_downloads)
+        await acquire_fast(slots)
+        try:
+            account_slot = client.limiter.acquire(client.account)
+            await account_slot.__aenter__()
+        except BaseException:
+            slots.release()
+            raise
+        self._client_slots, self._account_slot = slots, account_slot
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self._account_slot is not None
+        try:
+            await self._account_slot.__aexit__(exc_type, exc, tb)
+        finally:
+            self._client_slots.release()
 
 
 class _NoCookies(httpx.Cookies):

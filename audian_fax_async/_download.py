@@ -31,6 +31,7 @@ from ._exceptions import (
     DestinationError,
     IncompleteDownloadError,
 )
+from ._limiter import Hold
 from ._models import DownloadResult, ReceivedFax
 from ._paths import partial_name
 from ._retry import backoff_delay, retry_after_of, retrying, should_retry
@@ -387,7 +388,7 @@ async def download_file(
         async for attempt in retrying(policy, idempotent=True, operation=f"download {fax_id}", on_retry=on_retry):
             with attempt:
                 attempts += 1
-                async with limiter or contextlib.nullcontext(), client.download_slot():
+                async with Hold(limiter) if limiter is not None else contextlib.nullcontext(), client.download_slot():
                     try:
                         response, plan = await _open_document(client, fax_id, state)
                     except _Restart as exc:

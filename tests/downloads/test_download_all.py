@@ -243,6 +243,26 @@ async def test_hostile_templates_stay_inside_or_fail_per_fax(client: FaxClient, 
     assert len(result[OutcomeKind.DOWNLOADED]) + len(result[OutcomeKind.FAILED]) == FAXES
 
 
+async def test_faxes_a_template_sends_to_one_path_fail_instead_of_taking_each_others_file(
+    client: FaxClient, audian_admin: AdminClient, audian_api_key: str, tmp_path: Path
+) -> None:
+    # Six faxes of one size and one sender: "{from_number}.pdf" sends them to one path. One at a time,
+    # so each later one finds the first one's whole file there, which adoption would take for its own.
+    number = "+15550100999"
+    six = {f["id"] for f in audian_admin.inject(audian_api_key, count=6, size=40_000, from_number=number)}
+    template = "{from_number}.pdf"
+    first = await run_all(client, tmp_path, path_template=template, concurrency=1)
+    [owner] = [o.fax.id for o in first[OutcomeKind.DOWNLOADED] if o.fax.id in six]
+    refused = [o for o in first[OutcomeKind.FAILED] if o.fax.id in six]
+    assert len(refused) == 5 and not first[OutcomeKind.SKIPPED]
+    assert all(f"already the path of fax {owner}" in str(o.error) for o in refused)
+    assert sha256_file(tmp_path / f"{number}.pdf") == audian_admin.document_sha256(audian_api_key, owner)
+    # A rerun knows the owner from the manifest and still refuses the other five.
+    again = await run_all(client, tmp_path, path_template=template, concurrency=1)
+    assert owner in {o.fax.id for o in again[OutcomeKind.SKIPPED]}
+    assert {o.fax.id for o in again[OutcomeKind.FAILED]} == six - {owner}
+
+
 _WORKER = textwrap.dedent(
     """
     import sys, anyio
