@@ -117,7 +117,10 @@ def environment() -> dict[str, Any]:
         "load_avg_1m": round(load[0], 2),
         "versions": {
             name: _version(name)
-            for name in ("audian-fax-async", "httpx", "httpcore", "anyio", "aiohttp", "httpx-aiohttp", "cattrs")
+            for name in (
+                *("audian-fax-async", "httpx", "httpcore", "anyio", "aiohttp", "cattrs"),
+                *("uvicorn", "uvloop", "httptools"),
+            )
         },
     }
 
