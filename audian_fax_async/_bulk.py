@@ -32,6 +32,7 @@ from ._download import download_file
 from ._exceptions import AudianError, DestinationError, InvalidRequestError
 from ._models import DownloadOutcome, DownloadResult, FaxStatus, OutcomeKind, ReceivedFax
 from ._paths import cleanup_partial_files, is_inside, render_template, safe_filename
+from ._threads import run_blocking
 
 if TYPE_CHECKING:
     from ._client import FaxClient
@@ -266,7 +267,7 @@ class BulkDownload:
                 logger.info("removed %d temporary files left by an earlier run", len(removed))
             return self.manifest.load()
 
-        self._done = await anyio.to_thread.run_sync(prepare)
+        self._done = await run_blocking(prepare)
         for entry in self._done.values():
             self._claims.setdefault(entry.path, entry.id)
 
@@ -278,14 +279,18 @@ class BulkDownload:
         send, receive = anyio.create_memory_object_stream[ReceivedFax](self._concurrency * 2)
         # Two workers per slot: while one holds a slot and downloads, the other creates or fsyncs its
         # file and writes the manifest, so no slot idles during file work (measured: benchmarks/).
+        # Workers start one per listed fax until there are enough: fifty bulk downloads starting
+        # together then do not make a thousand tasks runnable in one loop iteration (benchmarks/).
         self._slots = anyio.CapacityLimiter(self._concurrency)
-        async with outcomes, anyio.create_task_group() as tg:
-            tg.start_soon(self._list, send)
-            async with receive:
-                for _ in range(self._concurrency * 2):
-                    tg.start_soon(self._worker, receive.clone(), outcomes.clone())
+        workers = self._concurrency * 2
+        async with outcomes, receive, anyio.create_task_group() as tg:
 
-    async def _list(self, send: MemoryObjectSendStream[ReceivedFax]) -> None:
+            def spawn() -> None:
+                tg.start_soon(self._worker, receive.clone(), outcomes.clone())
+
+            tg.start_soon(self._list, send, spawn, workers)
+
+    async def _list(self, send: MemoryObjectSendStream[ReceivedFax], spawn: Callable[[], None], workers: int) -> None:
         async with send:
             try:
                 async for fax in self._client.received.iter(page_size=self._page_size, **self._filters):
@@ -294,6 +299,9 @@ class BulkDownload:
                     self._seen.add(fax.id)
                     self.progress.listed += 1
                     self.progress.listed_bytes += fax.file_size or 0
+                    if workers > 0:
+                        workers -= 1
+                        spawn()
                     await send.send(fax)
             except AudianError as exc:
                 logger.error("listing stopped after %d faxes: %s", self.progress.listed, exc)

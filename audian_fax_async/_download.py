@@ -33,6 +33,7 @@ from ._exceptions import (
 )
 from ._limiter import Hold
 from ._models import DownloadResult, ReceivedFax
+from ._pacing import pacer
 from ._paths import partial_name
 from ._retry import backoff_delay, retry_after_of, retrying, should_retry
 from ._threads import run_blocking
@@ -388,7 +389,11 @@ async def download_file(
         async for attempt in retrying(policy, idempotent=True, operation=f"download {fax_id}", on_retry=on_retry):
             with attempt:
                 attempts += 1
-                async with Hold(limiter) if limiter is not None else contextlib.nullcontext(), client.download_slot():
+                async with (
+                    Hold(limiter) if limiter is not None else contextlib.nullcontext(),
+                    client.download_slot(),
+                    pacer.downloading(),  # a fair turn on the loop when hundreds run (_pacing.py)
+                ):
                     try:
                         response, plan = await _open_document(client, fax_id, state)
                     except _Restart as exc:
@@ -433,6 +438,7 @@ async def download_file(
                 on_commit(done)
             return done
 
+        await pacer.turn()  # hundreds finishing together take turns too
         with anyio.CancelScope(shield=True):
             result = await sink.commit(overwrite=overwrite, then=committed)
     except BaseException:

@@ -18,6 +18,7 @@ import pytest
 
 from audian_fax_async import FaxClient, FaxStatus, OutcomeKind
 from audian_fax_async._bulk import MANIFEST_NAME, BulkProgress
+from audian_fax_async._pacing import pacer
 from audian_fax_async.emulator import AdminClient, Emulator
 
 from .conftest import ClientFactory, assert_matches_emulator, partial_files, sha256_file
@@ -67,6 +68,20 @@ async def test_download_all_saves_every_fax_once_and_intact(
     entries = assert_folder_intact(audian_admin, audian_api_key, tmp_path)
     assert set(entries) == {o.fax.id for o in downloaded}
     assert seen and seen[-1].finished == FAXES and seen[-1].bytes == sum(o.bytes for o in downloaded)
+
+
+async def test_paced_downloads_all_arrive_whole(
+    client: FaxClient, audian_admin: AdminClient, audian_api_key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The pacer engages from the first download and gives one turn per loop iteration.
+    monkeypatch.setattr(pacer, "engage_above", 0)
+    monkeypatch.setattr(pacer, "per_iteration", 1)
+    for state in list(pacer._states.values()):
+        monkeypatch.setattr(state, "per_iteration", 1)
+    result = await run_all(client, tmp_path)
+    assert len(result[OutcomeKind.DOWNLOADED]) == FAXES and not result[OutcomeKind.FAILED]
+    assert_folder_intact(audian_admin, audian_api_key, tmp_path)
+    assert pacer.in_flight() == 0
 
 
 @pytest.mark.parametrize(
