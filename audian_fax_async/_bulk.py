@@ -31,6 +31,7 @@ from attrs import define, field, frozen
 from ._download import download_file
 from ._exceptions import AudianError, DestinationError, InvalidRequestError
 from ._models import DownloadOutcome, DownloadResult, FaxStatus, OutcomeKind, ReceivedFax
+from ._pacing import pacer
 from ._paths import cleanup_partial_files, is_inside, render_template, safe_filename
 from ._threads import run_blocking
 
@@ -315,6 +316,7 @@ class BulkDownload:
     ) -> None:
         async with faxes, outcomes:
             async for fax in faxes:
+                await pacer.turn()  # with many accounts in one loop, each fax takes its turn
                 outcome = await self._one(fax)
                 if outcome.kind is OutcomeKind.DOWNLOADED:
                     self.progress.downloaded += 1

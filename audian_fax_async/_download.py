@@ -343,6 +343,7 @@ async def _read_body(
                 )
             write(chunk)
             state.take(chunk)
+        await pacer.turn()  # hundreds finishing together take turns too (closing, committing)
     except httpx.HTTPError as exc:
         raise client.map_transport_error(exc, response.request) from exc
     finally:
@@ -438,7 +439,6 @@ async def download_file(
                 on_commit(done)
             return done
 
-        await pacer.turn()  # hundreds finishing together take turns too
         with anyio.CancelScope(shield=True):
             result = await sink.commit(overwrite=overwrite, then=committed)
     except BaseException:
