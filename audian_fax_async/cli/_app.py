@@ -25,16 +25,27 @@ STATUSES = click.Choice([s.value for s in FaxStatus])
 @click.option("--api-key", envvar=API_KEY_ENV, show_envvar=True, help="API key (sent as X-Auth-Token).")
 @click.option("--base-url", envvar=BASE_URL_ENV, show_envvar=True, help="API base URL, e.g. http://127.0.0.1:8443/v2.")
 @click.option("--max-retries", default=DEFAULT_MAX_RETRIES, show_default=True, type=click.IntRange(0, 20))
+@click.option(
+    "--transport",
+    type=click.Choice(["httpx", "aiohttp"]),
+    default="httpx",
+    show_default=True,
+    envvar="AUDIAN_TRANSPORT",
+    show_envvar=True,
+    help="HTTP transport: httpx's own, or AiohttpTransport (faster bulk downloads; needs the aiohttp extra).",
+)
 @click.option("-v", "--verbose", count=True, help="Log retries (-v) or every request (-vv) to stderr.")
 @click.version_option(package_name="audian-fax-async")
 @click.pass_context
-def cli(ctx: click.Context, api_key: str | None, base_url: str | None, max_retries: int, verbose: int) -> None:
+def cli(
+    ctx: click.Context, api_key: str | None, base_url: str | None, max_retries: int, transport: str, verbose: int
+) -> None:
     """Audian Receive Fax from the command line: list, fetch and bulk-download faxes, configure
     webhooks and routing, and run the local emulator."""
     if verbose:
         logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.INFO, format="%(levelname)s %(message)s")
         logging.getLogger("audian_fax_async").setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
-    ctx.obj = Settings(api_key, base_url, max_retries, verbose)
+    ctx.obj = Settings(api_key, base_url, max_retries, verbose, transport=transport)
 
 
 def _fax_table(faxes: list[ReceivedFax]) -> Table:

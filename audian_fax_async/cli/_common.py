@@ -23,13 +23,20 @@ R = TypeVar("R")
 class Settings:
     """The group's options, handed to each command."""
 
-    def __init__(self, api_key: str | None, base_url: str | None, max_retries: int, verbose: int) -> None:
+    def __init__(
+        self, api_key: str | None, base_url: str | None, max_retries: int, verbose: int, *, transport: str = "httpx"
+    ) -> None:
         self.api_key = api_key
         self.base_url = base_url
         self.max_retries = max_retries
         self.verbose = verbose
+        self.transport = transport
 
     def client(self, **kwargs: Any) -> FaxClient:
+        if self.transport == "aiohttp" and "transport" not in kwargs:
+            from .._aiohttp import AiohttpTransport
+
+            kwargs["transport"] = AiohttpTransport()  # ConfigurationError (one line) without the extra
         return FaxClient(self.api_key, base_url=self.base_url, max_retries=self.max_retries, **kwargs)
 
 

@@ -66,6 +66,27 @@ def test_download_and_download_all_json_with_exit_status(
     assert outcomes.count("downloaded") == 1 and "failed" not in outcomes
 
 
+def test_download_all_on_the_aiohttp_transport(
+    run: Runner, audian_admin: AdminClient, audian_api_key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: list[object] = []
+    from audian_fax_async import _aiohttp
+
+    original = _aiohttp.AiohttpTransport.__init__
+
+    def spy(self: _aiohttp.AiohttpTransport, **kwargs: object) -> None:
+        made.append(self)
+        original(self, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_aiohttp.AiohttpTransport, "__init__", spy)
+    code, out, _ = run("--transport", "aiohttp", "download-all", str(tmp_path), "--json")
+    assert code == 0 and made  # the run went through AiohttpTransport
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert rows and {row["outcome"] for row in rows} == {"downloaded"}
+    for row in rows:
+        assert audian_admin.document_sha256(audian_api_key, row["id"]) == row["sha256"]
+
+
 def test_errors_are_one_clear_line_without_traceback(run: Runner) -> None:
     code, _, err = run("get", "fax_received_nope")
     assert code == 1 and "Traceback" not in err
