@@ -31,6 +31,7 @@ from ._exceptions import (
     DestinationError,
     IncompleteDownloadError,
 )
+from ._hashing import StreamHasher
 from ._limiter import Hold
 from ._models import DownloadResult, ReceivedFax
 from ._pacing import pacer
@@ -195,7 +196,7 @@ class _FileSink:
         self.final = final
         self.temp = partial_name(final)
         self._file: IO[bytes] | None = None
-        self._hasher = hashlib.sha256()
+        self._hasher = StreamHasher()  # big chunks hashed beside the loop (_hashing.py)
 
     def open(self, *, overwrite: bool) -> None:
         # Inline on purpose: creating a file is a metadata call of microseconds on a local disk,
@@ -227,7 +228,7 @@ class _FileSink:
         assert self._file is not None
         self._file.seek(0)
         self._file.truncate()
-        self._hasher = hashlib.sha256()
+        self._hasher.reset()
 
     async def commit(self, *, overwrite: bool, then: Callable[[str], T]) -> T:
         """fsync, hash, then move into place atomically (refusing to replace a file unless ``overwrite``).
