@@ -10,8 +10,8 @@ request, a heartbeat) waits behind it (benchmarks/README.md, scenario 5).
 while more than ``engage_above`` downloads are in flight on the loop; the others take the next
 iterations, and other tasks get the loop in between. With fewer downloads in flight (one account's
 10 slots) it never waits: there the extra iteration would only slow a CPU-bound bulk download.
-Measured in scenario 5: event-loop lag p99 108 ms without pacing, 24 ms with it, and more faxes per
-second at full loopback speed, not fewer.
+Measured in scenario 5: event-loop lag p99 98-125 ms without pacing, 17-21 ms with it, and more
+faxes per second at full loopback speed, not fewer.
 
 Only on asyncio; elsewhere (trio) it lets everything through.
 """
