@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json as _json
 import logging
+import math
 import ssl
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
@@ -126,6 +127,8 @@ class FaxClient:
             verify=_shared_ssl_context(),
         )
         self._closed = False
+        # httpx's own pool (no transport given): requests enter it one at a time (see _send_raw).
+        self._pool_gate: Any = None if (http_client is not None or transport is not None) else False
         self._client_slots: Any = None  # per-client cap, created lazily inside an event loop
         self._resources: dict[str, Any] = {}
 
@@ -284,9 +287,55 @@ class FaxClient:
 
     async def _send_raw(self, request: httpx.Request, *, stream: bool) -> httpx.Response:
         try:
-            return await self._http.send(request, stream=stream, follow_redirects=False)
+            if self._pool_gate is None:
+                return await self._http.send(request, stream=stream, follow_redirects=False)
+            return await self._send_gated(request, stream=stream)
         except httpx.HTTPError as exc:
             raise self.map_transport_error(exc, request) from exc
+
+    async def _send_gated(self, request: httpx.Request, *, stream: bool) -> httpx.Response:
+        """Send through httpx's own pool, letting requests into it one at a time.
+
+        httpcore hands every waiting request the *first* idle connection: two requests that enter
+        the pool in the same loop iteration get the same one, and the second fails with
+        ``ConnectionNotAvailable`` and goes round the pool again (3.1 passes per download measured,
+        each scanning every connection). Holding a per-client lock from entering the pool until
+        httpcore reports the connection in use (its ``trace`` extension: the request's headers being
+        sent, or a new connection being opened) makes every pass the last. Nothing waits on the
+        network under the lock.
+        """
+        import anyio
+
+        gate = self._pool_gate
+        if gate is False:
+            gate = self._pool_gate = anyio.Lock()
+        outer = request.extensions.get("trace")
+        held = True
+
+        async def trace(name: str, info: dict[str, Any]) -> None:
+            nonlocal held
+            if held and name.endswith((".send_request_headers.started", ".connect_tcp.started")):
+                held = False
+                gate.release()
+            if outer is not None:
+                await outer(name, info)
+
+        try:
+            gate.acquire_nowait()  # no loop trip when nobody is entering the pool
+        except anyio.WouldBlock:
+            # Waiting to enter the pool is waiting for the pool: its timeout applies here too.
+            wait = (request.extensions.get("timeout") or {}).get("pool")
+            with anyio.move_on_after(wait if wait is not None else math.inf) as waited:
+                await gate.acquire()
+            if waited.cancelled_caught:
+                raise httpx.PoolTimeout(f"no connection became free within {wait} s") from None
+        request.extensions = {**request.extensions, "trace": trace}
+        try:
+            return await self._http.send(request, stream=stream, follow_redirects=False)
+        finally:
+            if held:
+                held = False
+                gate.release()
 
     @staticmethod
     def map_transport_error(exc: BaseException, request: httpx.Request) -> Exception:
