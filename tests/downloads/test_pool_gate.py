@@ -94,3 +94,22 @@ async def test_waiting_to_enter_the_pool_is_bounded_by_the_pool_timeout(
                     tg.start_soon(one)
             assert len(results) == 2
             assert all(not exc.request_sent for exc in results)
+
+
+async def test_the_gate_opens_before_the_response_is_awaited(make_client: ClientFactory) -> None:
+    # If httpcore renamed its trace events, the lock would stay shut until the response's headers
+    # arrived and requests would queue for a whole round trip each: this test fails first.
+    seen: list[tuple[str, bool]] = []
+    async with make_client() as client:
+
+        async def outer(name: str, info: dict[str, object]) -> None:
+            seen.append((name, bool(client._pool_gate.locked())))
+
+        for _ in range(2):  # a new connection, then a reused one
+            request = client.build_request("GET", "fax/received", params={"limit": 1})
+            request.extensions["trace"] = outer
+            response = await client.send(request)
+            assert response.status_code == 200
+    waiting = [locked for name, locked in seen if name.endswith("receive_response_headers.started")]
+    assert waiting == [False, False]
+    assert any(name.endswith("connect_tcp.started") for name, _ in seen)
