@@ -16,6 +16,7 @@ inline would have taken).
 from __future__ import annotations
 
 import hashlib
+import os
 import queue
 import threading
 
@@ -52,6 +53,12 @@ class _HashThread:
         self._running = False
         self._idle_timeout = idle_timeout
 
+    def _after_fork(self) -> None:
+        """In a forked child the hashing thread is gone: start from nothing."""
+        self._queue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._running = False
+
     def submit(self, lane: _Lane, chunk: bytes) -> None:
         self._queue.put((lane, chunk))
         with self._lock:
@@ -78,6 +85,8 @@ class _HashThread:
 
 
 _thread = _HashThread()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: _thread._after_fork())
 
 
 class StreamHasher:

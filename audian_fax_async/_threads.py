@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import queue
 import threading
 from collections.abc import Callable
@@ -52,6 +53,15 @@ class ThreadPool:
         self._threads = 0
         self._idle = 0
         self._started: list[threading.Thread] = []
+
+    def _after_fork(self) -> None:
+        """In a forked child no worker thread survives: start from nothing (items queued by the
+        parent belong to the parent's loops)."""
+        self._queue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads = 0
+        self._idle = 0
+        self._started = []
 
     @property
     def threads(self) -> int:
@@ -105,6 +115,8 @@ class ThreadPool:
 
 
 _pool = ThreadPool()
+if hasattr(os, "register_at_fork"):  # a forked child (gunicorn --preload, multiprocessing) has no threads
+    os.register_at_fork(after_in_child=lambda: _pool._after_fork())
 
 
 async def run_blocking(fn: Callable[..., T], *args: Any) -> T:

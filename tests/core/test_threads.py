@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import threading
 
 import pytest
@@ -110,3 +112,27 @@ def test_run_blocking_falls_back_to_anyio_threads_on_trio() -> None:
 def test_a_pool_needs_at_least_one_thread() -> None:
     with pytest.raises(ValueError, match="max_threads"):
         ThreadPool(max_threads=0)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX-only")
+def test_a_forked_child_starts_its_own_threads() -> None:
+    import hashlib
+
+    from audian_fax_async._hashing import StreamHasher
+
+    async def use_both() -> str:
+        hasher = StreamHasher(offload_min=0)
+        hasher.update(b"x" * 300_000)
+        return await run_blocking(hasher.hexdigest)
+
+    expected = hashlib.sha256(b"x" * 300_000).hexdigest()
+    assert asyncio.run(use_both()) == expected  # the parent's worker and hashing threads now exist, idle
+    pid = os.fork()
+    if pid == 0:  # the child: without the at-fork reset both would wait for threads that are not there
+        signal.alarm(10)
+        try:
+            ok = asyncio.run(use_both()) == expected
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
