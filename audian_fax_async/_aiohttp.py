@@ -204,7 +204,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             data = request.content or None
         except httpx.RequestNotRead:
             # A streamed body: aiohttp chunks it itself and refuses a Transfer-Encoding header beside it.
-            data = request.stream  # type: ignore[assignment]
+            if not isinstance(request.stream, httpx.AsyncByteStream):
+                raise RuntimeError("AiohttpTransport needs an async request body") from None
+            data = request.stream
             headers = [(name, value) for name, value in headers if name.lower() != "transfer-encoding"]
         extensions: Mapping[str, Any] = request.extensions
         try:

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import pytest
 from click.testing import CliRunner
@@ -74,9 +74,9 @@ def test_download_all_on_the_aiohttp_transport(
 
     original = _aiohttp.AiohttpTransport.__init__
 
-    def spy(self: _aiohttp.AiohttpTransport, **kwargs: object) -> None:
+    def spy(self: _aiohttp.AiohttpTransport, **kwargs: Any) -> None:
         made.append(self)
-        original(self, **kwargs)  # type: ignore[arg-type]
+        original(self, **kwargs)
 
     monkeypatch.setattr(_aiohttp.AiohttpTransport, "__init__", spy)
     code, out, _ = run("--transport", "aiohttp", "download-all", str(tmp_path), "--json")
