@@ -127,9 +127,10 @@ class RedisLimiter(DownloadLimiter):
       for ``reconnect_window`` seconds; ``"local"`` then admits downloads on this process's own
       limit of ``limit`` instead, a choice that can exceed the account's limit across processes
       (the API's 429 still protects the account).
-    * ``quiet_period``: after a Redis restart nobody is admitted for this long (and never past the
-      server's first ``lease`` seconds), so holders admitted before it notice and stop first
-      (default ``2 * renew_interval``).
+    * ``quiet_period``: after a Redis restart nobody is admitted until the server has been up for
+      this long (default and at most ``lease``): by then every holder admitted before the restart has
+      found its lease gone, or reached its lease's end, and stopped. A shorter one recovers sooner
+      but counts on every old holder renewing within it (a stalled host would not).
     * ``command_timeout``, ``max_poll``: bound each Redis command and each wait for a wake-up.
 
     Every process sharing the Redis must use the same ``limit``, ``lease`` and ``key_prefix``.
@@ -170,7 +171,9 @@ class RedisLimiter(DownloadLimiter):
         self.reconnect_window = float(reconnect_window)
         self.command_timeout = float(command_timeout)
         self.max_poll = float(max_poll)
-        self.quiet_period = 2 * self.renew_interval if quiet_period is None else float(quiet_period)
+        if quiet_period is not None and quiet_period < 0:
+            raise ValueError(f"quiet_period must be >= 0, got {quiet_period!r}")
+        self.quiet_period = self.lease if quiet_period is None else min(float(quiet_period), self.lease)
         self.key_prefix = key_prefix
         self._random = random
         self._close_client = close_client

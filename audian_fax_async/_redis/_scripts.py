@@ -39,17 +39,18 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 ACQUIRE = (
     _NOW
     + """
--- KEYS: holders, meta. ARGV: token, limit, lease_ms, quiet_ms.
+-- KEYS: holders, meta. ARGV: token, limit, lease_ms, quiet_ms (at most lease_ms).
 -- Returns {admitted (1/0), holders now, ms until the earliest change worth polling for}.
 local holders, meta = KEYS[1], KEYS[2]
 local token, limit, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 
 -- Holders admitted by an earlier Redis server (before a restart, with or without its data restored)
--- may still be downloading: each stops when it finds its lease gone at its next renewal (within
--- quiet_ms), or at the latest when its lease would have ended unrenewed, before this server's
--- start + lease. So the first time an account is seen by this server (a new run_id), nobody is
--- admitted until the earlier of the two. A first use on a server up for longer than a lease costs
--- nothing. Without INFO (a managed Redis may refuse it in scripts) a missing record is the sign.
+-- may still be downloading: each stops when it finds its lease gone at its next renewal, or at the
+-- latest when its lease would have ended unrenewed, before this server's start + lease. So the
+-- first time an account is seen by this server (a new run_id), nobody is admitted until the server
+-- has been up for quiet_ms (at most the lease; a shorter one counts on prompt renewals). A first
+-- use on a server up for longer than that costs nothing. Without INFO (a managed Redis may refuse
+-- it in scripts) a missing record is the sign, and the wait is quiet_ms from now.
 local quiet = tonumber(redis.call('HGET', meta, 'quiet_until') or '-1')
 local seen_run = redis.call('HGET', meta, 'run_id')
 local info = redis.pcall('INFO', 'server')
@@ -61,8 +62,9 @@ end
 if (run and run ~= seen_run) or (not run and not seen_run) then
   local wait = tonumber(ARGV[4])
   if up then
-    -- uptime is rounded down: the latest possible start, so the wait errs long
-    wait = math.min(wait, math.max(0, lease - up * 1000))
+    -- uptime_in_seconds is the difference of two truncated wall-clock seconds: it can read 1 after
+    -- 0.01 s of real uptime (it read 1 after 0.16 s here). One second less is the uptime's floor.
+    wait = math.max(0, wait - math.max(0, up - 1) * 1000)
   end
   quiet = now + wait
   redis.call('HSET', meta, 'quiet_until', quiet, 'run_id', run or '?')
