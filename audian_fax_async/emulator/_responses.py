@@ -106,6 +106,12 @@ class DocumentResponse(Response):
         self._slow_first_byte = slow_first_byte
         self._on_chunk = on_chunk
         self._on_done = on_done
+        self._done = False
+
+    def _release(self) -> None:
+        if not self._done:
+            self._done = True
+            self._on_done()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         cut = False
@@ -121,7 +127,7 @@ class DocumentResponse(Response):
                 cut = await self._send_body(send)
                 tg.cancel_scope.cancel()
         finally:
-            self._on_done()
+            self._release()
         if cut:
             raise DeliberateClose
 
@@ -153,5 +159,9 @@ class DocumentResponse(Response):
                     await anyio.sleep(ahead)
         if self._cut_at is not None:
             return True
+        # The slot is free once the last byte is out: the client may send its next request on this
+        # connection as soon as the final frame arrives, and the server may start it before this
+        # task gets to run again (a keep-alive client at the limit saw a 429 for that).
+        self._release()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return False

@@ -10,6 +10,7 @@ import httpx
 from emulator_helpers import error_of
 
 from audian_fax_async.emulator import AdminClient, EmulatorConfig, FaultConfig, run_emulator
+from audian_fax_async.emulator._responses import DocumentResponse
 
 
 async def wait_until_idle(admin: AdminClient, key: str) -> dict[str, Any]:
@@ -114,3 +115,32 @@ async def test_leaving_a_huge_download_early_frees_the_slot_without_sending_it_a
             break
     stats = await wait_until_idle(admin, key)
     assert stats["bytes_served"] < size // 4
+
+
+async def test_a_document_s_slot_is_free_before_its_last_frame_is_sent() -> None:
+    # A keep-alive client sends its next request as soon as the last frame arrives, and the server
+    # may start it before this response's task runs again: the slot must be back by then (CI saw a
+    # bare httpx loop at the limit get a 429 for it).
+    events: list[str] = []
+
+    async def receive() -> dict[str, Any]:
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            events.append("last frame")
+
+    response = DocumentResponse(
+        status_code=200,
+        headers={"Content-Length": "6"},
+        chunks=[b"abc", b"def"],
+        length=6,
+        cut_at=None,
+        bandwidth=None,
+        slow_first_byte=0.0,
+        on_chunk=lambda n: events.append(f"chunk {n}"),
+        on_done=lambda: events.append("slot free"),
+    )
+    await response({"type": "http"}, receive, send)
+    assert events == ["chunk 3", "chunk 3", "slot free", "last frame"]
