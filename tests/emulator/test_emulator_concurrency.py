@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import MutableMapping
 from typing import Any
 
 import anyio
@@ -127,7 +128,7 @@ async def test_a_document_s_slot_is_free_before_its_last_frame_is_sent() -> None
         await anyio.sleep_forever()
         raise AssertionError("unreachable")
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         if message["type"] == "http.response.body" and not message.get("more_body", False):
             events.append("last frame")
 
