@@ -125,7 +125,7 @@ async def test_a_waiter_is_woken_by_a_release_without_polling(redis_server: Redi
         assert other.statistics(redis_account).waiting == 1
         released_at = anyio.current_time()
         release.set()
-    assert got_it_after[0] < 0.1  # woken by the release, far below max_poll (5 s)
+    assert got_it_after[0] < 1.0  # woken by the release, far below max_poll (5 s)
     await one.aclose()
     await other.aclose()
 
@@ -144,7 +144,7 @@ async def test_a_crashed_holder_s_slot_returns_when_its_lease_ends(
         async with limiter.acquire(redis_account):
             waited = anyio.current_time() - started
     # Woken at the lease's end by the expiry hint, not at the next max_poll (1 s).
-    assert 0.2 <= waited <= 0.6
+    assert 0.2 <= waited <= 0.9
 
 
 async def test_a_lost_lease_cancels_the_body_and_raises_limiter_error(
@@ -264,7 +264,7 @@ async def test_after_a_redis_restart_nobody_is_admitted_during_the_quiet_period(
     own_redis_server.restart()  # no persistence: every key is gone
     # Holders from before the restart get one renewal interval (x2) to notice and stop.
     assert 0.25 <= await timed_acquire(limiter, redis_account) <= 0.7
-    assert await timed_acquire(limiter, redis_account) < 0.1  # once only
+    assert await timed_acquire(limiter, redis_account) < 0.2  # once only
     await limiter.aclose()
 
 
@@ -280,7 +280,7 @@ async def test_by_default_a_restarted_redis_admits_nobody_until_it_has_been_up_f
     restarted = anyio.current_time()
     await timed_acquire(limiter, redis_account)
     assert 0.75 <= anyio.current_time() - restarted <= 1.5
-    assert await timed_acquire(limiter, redis_account) < 0.1  # once only
+    assert await timed_acquire(limiter, redis_account) < 0.2  # once only
     await limiter.aclose()
     with pytest.raises(ValueError, match="quiet_period"):
         RedisLimiter.from_url(own_redis_server.url, quiet_period=-1)
@@ -341,7 +341,7 @@ async def test_where_scripts_may_not_call_info_a_missing_record_starts_the_quiet
     try:
         limiter = RedisLimiter.from_url(server.url, lease=2.0, renew_interval=0.1, quiet_period=0.3)
         assert 0.25 <= await timed_acquire(limiter, redis_account) <= 0.7
-        assert await timed_acquire(limiter, redis_account) < 0.1
+        assert await timed_acquire(limiter, redis_account) < 0.2
         await limiter.aclose()
     finally:
         server.close()
@@ -355,7 +355,7 @@ async def test_a_first_use_on_a_redis_up_for_longer_than_a_lease_does_not_wait(
         while (await redis_client.info("server"))["uptime_in_seconds"] < 2:
             await anyio.sleep(0.05)
     # Any holder of an earlier server has stopped by its start + lease: nothing to wait for.
-    assert await timed_acquire(limiter, redis_account) < 0.1
+    assert await timed_acquire(limiter, redis_account) < 0.2
     await limiter.aclose()
 
 

