@@ -125,6 +125,8 @@ class EmulatorCore:
         self.documents = DocumentStore(seed=config.seed, cache_bytes=config.document_cache_bytes)
         self.dispatcher: Dispatcher | None = None
         self.time_scale = config.time_scale
+        # The download each open connection is serving (HTTP/1.1: one response at a time).
+        self._downloading: dict[tuple[str, int], DocumentResponse] = {}
 
     # -- authentication and dispatch ------------------------------------------------------------
 
@@ -263,6 +265,13 @@ class EmulatorCore:
             if isinstance(parsed, tuple):
                 start, end = parsed
                 partial = True
+        connection = (request.client.host, request.client.port) if request.client else None
+        earlier = self._downloading.pop(connection, None) if connection else None
+        if earlier is not None:
+            # A new request on a connection means its last response was complete, even if that
+            # response's task has not run again since its last frame went out: its slot is free (a
+            # keep-alive client at the limit otherwise saw a 429 now and then).
+            earlier.release()
         limit = self.config.max_concurrent_downloads
         if account.downloads_current >= limit:
             account.downloads_refused += 1
@@ -305,8 +314,10 @@ class EmulatorCore:
 
         def on_done() -> None:
             account.downloads_current -= 1
+            if connection is not None and self._downloading.get(connection) is document:
+                del self._downloading[connection]
 
-        return DocumentResponse(
+        document = DocumentResponse(
             status_code=206 if partial else 200,
             headers=headers,
             chunks=chunks,
@@ -317,6 +328,9 @@ class EmulatorCore:
             on_chunk=on_chunk,
             on_done=on_done,
         )
+        if connection is not None:
+            self._downloading[connection] = document
+        return document
 
     async def create_webhook(self, request: Request, account: Account, _action: FaultAction | None) -> Response:
         """``POST /v2/fax/webhooks``."""

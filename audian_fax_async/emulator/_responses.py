@@ -108,7 +108,8 @@ class DocumentResponse(Response):
         self._on_done = on_done
         self._done = False
 
-    def _release(self) -> None:
+    def release(self) -> None:
+        """Run ``on_done`` (once): when the body is over, or earlier if the server knows it is."""
         if not self._done:
             self._done = True
             self._on_done()
@@ -127,7 +128,7 @@ class DocumentResponse(Response):
                 cut = await self._send_body(send)
                 tg.cancel_scope.cancel()
         finally:
-            self._release()
+            self.release()
         if cut:
             raise DeliberateClose
 
@@ -159,9 +160,5 @@ class DocumentResponse(Response):
                     await anyio.sleep(ahead)
         if self._cut_at is not None:
             return True
-        # The slot is free once the last byte is out: the client may send its next request on this
-        # connection as soon as the final frame arrives, and the server may start it before this
-        # task gets to run again (a keep-alive client at the limit saw a 429 for that).
-        self._release()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return False

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import MutableMapping
 from typing import Any
 
 import anyio
 import httpx
 from emulator_helpers import error_of
+from starlette.requests import Request
 
 from audian_fax_async.emulator import AdminClient, EmulatorConfig, FaultConfig, run_emulator
+from audian_fax_async.emulator._app import EmulatorCore
 from audian_fax_async.emulator._responses import DocumentResponse
 
 
@@ -118,30 +119,38 @@ async def test_leaving_a_huge_download_early_frees_the_slot_without_sending_it_a
     assert stats["bytes_served"] < size // 4
 
 
-async def test_a_document_s_slot_is_free_before_its_last_frame_is_sent() -> None:
-    # A keep-alive client sends its next request as soon as the last frame arrives, and the server
-    # may start it before this response's task runs again: the slot must be back by then (CI saw a
-    # bare httpx loop at the limit get a 429 for it).
-    events: list[str] = []
-
-    async def receive() -> dict[str, Any]:
-        await anyio.sleep_forever()
-        raise AssertionError("unreachable")
-
-    async def send(message: MutableMapping[str, Any]) -> None:
-        if message["type"] == "http.response.body" and not message.get("more_body", False):
-            events.append("last frame")
-
-    response = DocumentResponse(
-        status_code=200,
-        headers={"Content-Length": "6"},
-        chunks=[b"abc", b"def"],
-        length=6,
-        cut_at=None,
-        bandwidth=None,
-        slow_first_byte=0.0,
-        on_chunk=lambda n: events.append(f"chunk {n}"),
-        on_done=lambda: events.append("slot free"),
+def _download_request(fax_id: str, port: int) -> Request:
+    return Request(
+        {
+            "type": "http",
+            "method": "GET",
+            "path": f"/v2/fax/received/{fax_id}/download",
+            "headers": [],
+            "query_string": b"",
+            "client": ("127.0.0.1", port),
+            "path_params": {"fax_id": fax_id},
+        }
     )
-    await response({"type": "http"}, receive, send)
-    assert events == ["chunk 3", "chunk 3", "slot free", "last frame"]
+
+
+async def test_a_new_request_on_a_connection_frees_the_slot_of_its_last_download() -> None:
+    # A keep-alive client sends its next request as soon as a body's last frame arrives, and the
+    # server may start it before the last response's task runs again to give the slot back. HTTP/1.1
+    # serves one response at a time per connection, so the new request proves the last one complete
+    # (a bare httpx loop at the limit got a 429 in CI without this).
+    core = EmulatorCore(EmulatorConfig(faxes=3, max_concurrent_downloads=1))
+    account = core.state.account("k")
+    ids = [fax.id for fax in account.faxes]
+    first = await core.download(_download_request(ids[0], 5000), account, None)
+    assert first.status_code == 200 and account.downloads_current == 1
+    # Another connection is refused: the slot is taken while the body may still be on its way.
+    other = await core.download(_download_request(ids[1], 5001), account, None)
+    assert other.status_code == 429
+    # The same connection asks again: its last response is over, the slot is its own again.
+    again = await core.download(_download_request(ids[1], 5000), account, None)
+    assert again.status_code == 200 and account.downloads_current == 1
+    assert isinstance(first, DocumentResponse) and isinstance(again, DocumentResponse)
+    first.release()  # its task finally runs: nothing is given back twice
+    assert account.downloads_current == 1
+    again.release()
+    assert account.downloads_current == 0 and account.downloads_highest == 1
