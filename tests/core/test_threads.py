@@ -6,6 +6,8 @@ import asyncio
 import os
 import signal
 import threading
+from collections.abc import Callable
+from typing import TypeVar
 
 import pytest
 import trio
@@ -13,11 +15,13 @@ import trio
 from audian_fax_async import _threads
 from audian_fax_async._threads import ThreadPool, run_blocking
 
+T = TypeVar("T")
 
-async def _run(pool: ThreadPool, fn: object, *args: object) -> object:
+
+async def _run(pool: ThreadPool, fn: Callable[..., T], *args: object) -> T:
     loop = asyncio.get_running_loop()
-    future: asyncio.Future[object] = loop.create_future()
-    pool.submit(loop, future, fn, *args)  # type: ignore[arg-type]
+    future: asyncio.Future[T] = loop.create_future()
+    pool.submit(loop, future, fn, *args)
     return await future
 
 
@@ -59,7 +63,7 @@ async def test_never_runs_more_threads_than_its_cap() -> None:
         await asyncio.sleep(0)
     assert pool.threads == 3
     release.set()
-    assert sorted(await asyncio.gather(*tasks)) == list(range(10))  # type: ignore[type-var]
+    assert sorted(await asyncio.gather(*tasks)) == list(range(10))
     assert highest == 3
 
 
