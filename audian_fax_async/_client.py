@@ -39,7 +39,7 @@ from ._exceptions import (
     status_error_class,
 )
 from ._limiter import DownloadLimiter, acquire_fast, default_limiter
-from ._retry import RetryPolicy, parse_retry_after, retrying
+from ._retry import RetryPolicy, call_with_retries, parse_retry_after
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -422,11 +422,11 @@ class FaxClient:
         if idempotent is None:
             idempotent = method in ("GET", "HEAD", "PUT", "DELETE", "OPTIONS")
         policy = self.retry_policy.with_max_retries(max_retries)
-        async for attempt in retrying(policy, idempotent=idempotent, operation=f"{method} {path}"):
-            with attempt:
-                request = self.build_request(method, path, params=params, json=json, headers=headers)
-                response = await self.send(request)
-        return response
+
+        async def once() -> httpx.Response:
+            return await self.send(self.build_request(method, path, params=params, json=json, headers=headers))
+
+        return await call_with_retries(once, policy, idempotent=idempotent, operation=f"{method} {path}")
 
     async def request_model(
         self,

@@ -36,7 +36,7 @@ from ._limiter import Hold
 from ._models import DownloadResult, ReceivedFax
 from ._pacing import pacer
 from ._paths import partial_name
-from ._retry import backoff_delay, retry_after_of, retrying, should_retry
+from ._retry import backoff_delay, call_with_retries, retry_after_of, should_retry
 from ._threads import run_blocking
 from .resources._base import fax_path
 
@@ -386,51 +386,53 @@ async def download_file(
         if on_bytes is not None:
             on_bytes(len(chunk))
 
+    async def attempt() -> None:
+        nonlocal attempts
+        attempts += 1
+        async with (
+            Hold(limiter) if limiter is not None else contextlib.nullcontext(),
+            client.download_slot(),
+            pacer.downloading(),  # a fair turn on the loop when hundreds run (_pacing.py)
+        ):
+            try:
+                response, plan = await _open_document(client, fax_id, state)
+            except _Restart as exc:
+                state.reset()
+                sink.restart()
+                raise IncompleteDownloadError(f"fax {fax_id}: {exc}; restarting", fax_id=fax_id) from None
+            if plan.start != state.offset:  # a 200 to a range request: the server starts over
+                if on_bytes is not None and state.offset:
+                    on_bytes(-state.offset)
+                state.reset()
+                sink.restart()
+            elif plan.start > 0:
+                state.resumed = True
+            state.etag = plan.etag if plan.accepts_ranges else None
+            state.total = plan.total
+            limit = plan.total if plan.total is not None else (file_size or max_document_bytes)
+            if file_size is not None and plan.total is not None and plan.total != file_size:
+                with anyio.CancelScope(shield=True):
+                    await response.aclose()
+                raise IncompleteDownloadError(
+                    f"fax {fax_id}: the server offers {plan.total} bytes, the fax record says {file_size}",
+                    fax_id=fax_id,
+                    expected=file_size,
+                    received=plan.total,
+                )
+            await _read_body(client, response, state, limit, fax_id, write)
+            check_complete(
+                received=state.offset,
+                total=state.total,
+                file_size=file_size,
+                head=state.head,
+                tail=state.tail,
+                fmt=fax.format if fax is not None else "pdf",
+                fax_id=fax_id,
+            )
+
     policy = client.retry_policy.with_max_retries(max_retries)
     try:
-        async for attempt in retrying(policy, idempotent=True, operation=f"download {fax_id}", on_retry=on_retry):
-            with attempt:
-                attempts += 1
-                async with (
-                    Hold(limiter) if limiter is not None else contextlib.nullcontext(),
-                    client.download_slot(),
-                    pacer.downloading(),  # a fair turn on the loop when hundreds run (_pacing.py)
-                ):
-                    try:
-                        response, plan = await _open_document(client, fax_id, state)
-                    except _Restart as exc:
-                        state.reset()
-                        sink.restart()
-                        raise IncompleteDownloadError(f"fax {fax_id}: {exc}; restarting", fax_id=fax_id) from None
-                    if plan.start != state.offset:  # a 200 to a range request: the server starts over
-                        if on_bytes is not None and state.offset:
-                            on_bytes(-state.offset)
-                        state.reset()
-                        sink.restart()
-                    elif plan.start > 0:
-                        state.resumed = True
-                    state.etag = plan.etag if plan.accepts_ranges else None
-                    state.total = plan.total
-                    limit = plan.total if plan.total is not None else (file_size or max_document_bytes)
-                    if file_size is not None and plan.total is not None and plan.total != file_size:
-                        with anyio.CancelScope(shield=True):
-                            await response.aclose()
-                        raise IncompleteDownloadError(
-                            f"fax {fax_id}: the server offers {plan.total} bytes, the fax record says {file_size}",
-                            fax_id=fax_id,
-                            expected=file_size,
-                            received=plan.total,
-                        )
-                    await _read_body(client, response, state, limit, fax_id, write)
-                    check_complete(
-                        received=state.offset,
-                        total=state.total,
-                        file_size=file_size,
-                        head=state.head,
-                        tail=state.tail,
-                        fmt=fax.format if fax is not None else "pdf",
-                        fax_id=fax_id,
-                    )
+        await call_with_retries(attempt, policy, idempotent=True, operation=f"download {fax_id}", on_retry=on_retry)
 
         def committed(sha256: str) -> DownloadResult:
             done = DownloadResult(

@@ -12,6 +12,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import anyio
 from attrs import evolve, field, frozen
@@ -23,6 +24,7 @@ __all__ = [
     "RETRYABLE_STATUS",
     "RetryPolicy",
     "backoff_delay",
+    "call_with_retries",
     "parse_retry_after",
     "retry_after_of",
     "retrying",
@@ -30,6 +32,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger("audian_fax_async")
+T = TypeVar("T")
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
@@ -168,3 +171,34 @@ def retrying(
         before_sleep=before_sleep,
         reraise=True,
     )
+
+
+async def call_with_retries(
+    call: Callable[[], Awaitable[T]],
+    policy: RetryPolicy,
+    *,
+    idempotent: bool,
+    operation: str,
+    on_retry: Callable[[BaseException], None] | None = None,
+) -> T:
+    """``await call()``, retried as :func:`retrying` decides; the first attempt runs without tenacity.
+
+    Building and stepping an ``AsyncRetrying`` costs about 75 µs per call (tenacity inspects every
+    action it queues with ``inspect.iscoroutinefunction``), which is spent on every download and
+    every page although almost every call succeeds at once. So the first attempt runs bare; only if
+    it fails with an error worth retrying does tenacity take over, and its first attempt hands back
+    that same error, so waits, logging, ``on_retry`` and the attempt count are exactly tenacity's.
+    """
+    try:
+        return await call()
+    except Exception as exc:
+        if policy.max_retries == 0 or not should_retry(exc, idempotent=idempotent, policy=policy):
+            raise
+        first: Exception | None = exc
+    async for attempt in retrying(policy, idempotent=idempotent, operation=operation, on_retry=on_retry):
+        with attempt:
+            if first is not None:
+                failed, first = first, None
+                raise failed
+            return await call()
+    raise AssertionError("unreachable: tenacity stops only by raising once an attempt failed")  # pragma: no cover

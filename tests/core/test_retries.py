@@ -23,7 +23,13 @@ from audian_fax_async import (
     RateLimitError,
     RetryPolicy,
 )
-from audian_fax_async._retry import backoff_delay, parse_retry_after, retry_after_of, should_retry
+from audian_fax_async._retry import (
+    backoff_delay,
+    call_with_retries,
+    parse_retry_after,
+    retry_after_of,
+    should_retry,
+)
 
 from ._fakes import fax_json
 from .conftest import API_KEY, BASE_URL, RecordingSleep
@@ -492,3 +498,96 @@ def test_backoff_delay_honours_a_longer_retry_after_only() -> None:
 def test_retry_policy_refuses_a_negative_count() -> None:
     with pytest.raises(ValueError, match="max_retries"):
         RetryPolicy(max_retries=-1)
+
+
+# -- call_with_retries: the first attempt without tenacity, the rest through it ----------------------
+
+
+def _connection_error(number: int) -> APIConnectionError:
+    return APIConnectionError(f"drop {number}", method="GET", url="u", request_sent=True)
+
+
+class _Calls:
+    """An operation that fails with the given errors, then returns ``"ok"``; it counts its calls."""
+
+    def __init__(self, *failures: Exception) -> None:
+        self.failures = list(failures)
+        self.count = 0
+
+    async def __call__(self) -> str:
+        self.count += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        return "ok"
+
+
+async def test_call_with_retries_runs_a_first_success_without_building_tenacity(
+    monkeypatch: pytest.MonkeyPatch, sleeps: RecordingSleep, policy: RetryPolicy
+) -> None:
+    def no_tenacity(*args: object, **kwargs: object) -> None:
+        raise AssertionError("tenacity was built for a call that succeeded at once")
+
+    monkeypatch.setattr("audian_fax_async._retry.AsyncRetrying", no_tenacity)
+    calls = _Calls()
+
+    assert await call_with_retries(calls, policy, idempotent=True, operation="op") == "ok"
+    assert calls.count == 1
+    assert sleeps.delays == []
+
+
+async def test_call_with_retries_hands_the_first_failure_to_tenacity_as_attempt_one(
+    sleeps: RecordingSleep, policy: RetryPolicy, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    first, second = _connection_error(1), _connection_error(2)
+    calls = _Calls(first, second)
+    seen: list[BaseException] = []
+
+    result = await call_with_retries(calls, policy, idempotent=True, operation="op", on_retry=seen.append)
+
+    assert result == "ok"
+    assert calls.count == 3  # the first failure is not sent again: tenacity gets it as attempt 1
+    assert seen == [first, second]
+    assert sleeps.delays == [backoff_delay(1, policy), backoff_delay(2, policy)]
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("retrying op")]
+    assert [m.split("(attempt ")[1].split(" ")[0] for m in logged] == ["1", "2"]
+
+
+async def test_call_with_retries_raises_the_last_error_once_the_retries_are_spent(
+    sleeps: RecordingSleep, policy: RetryPolicy
+) -> None:
+    errors = [_connection_error(n) for n in range(4)]
+    calls = _Calls(*errors)
+
+    with pytest.raises(APIConnectionError) as raised:
+        await call_with_retries(calls, policy.with_max_retries(2), idempotent=True, operation="op")
+
+    assert raised.value is errors[2]
+    assert calls.count == 3
+    assert len(sleeps.delays) == 2
+
+
+@pytest.mark.parametrize("max_retries", [0, 3])
+async def test_call_with_retries_raises_an_error_not_worth_retrying_at_once(
+    sleeps: RecordingSleep, policy: RetryPolicy, max_retries: int
+) -> None:
+    final = _status_error(404)
+    calls = _Calls(final)
+
+    with pytest.raises(APIStatusError) as raised:
+        await call_with_retries(calls, policy.with_max_retries(max_retries), idempotent=True, operation="op")
+
+    assert raised.value is final
+    assert calls.count == 1
+    assert sleeps.delays == []
+
+
+async def test_call_with_retries_never_retries_a_sent_post(sleeps: RecordingSleep, policy: RetryPolicy) -> None:
+    sent = _connection_error(1)
+    calls = _Calls(sent)
+
+    with pytest.raises(APIConnectionError):
+        await call_with_retries(calls, policy, idempotent=False, operation="POST numbers")
+
+    assert calls.count == 1
+    assert sleeps.delays == []
