@@ -126,6 +126,12 @@ class FaxClient:
             transport=transport,
             verify=_shared_ssl_context(),
         )
+        # The SDK's own client has no defaults of its own beyond httpx's headers and the timeout: its
+        # requests are built directly from these, as httpx would build them (httpx's build_request
+        # re-parses the URL and re-merges everything: 66 instead of 28 µs per request).
+        self._base_headers = httpx.Headers(self._http.headers)
+        self._base_headers.update(self._headers)
+        self._timeout_ext = self._http.timeout.as_dict()
         self._closed = False
         # httpx's own pool (no transport given): requests enter it one at a time (see _send_raw).
         self._pool_gate: Any = None if (http_client is not None or transport is not None) else False
@@ -220,13 +226,27 @@ class FaxClient:
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Request:
         target = url if isinstance(url, httpx.URL) else self.url_for(url)
-        merged = dict(self._headers)
+        clean_params = {k: v for k, v in params.items() if v is not None} if params else None
+        if not self._own_http:  # an injected client's own defaults (headers, params, cookies) apply
+            merged = httpx.Headers(self._headers)  # case-insensitive: "accept" replaces "Accept"
+            if headers:
+                merged.update(headers)
+            if self._same_origin(target):
+                merged[AUTH_HEADER] = self._api_key
+            return self._http.build_request(method, target, params=clean_params or None, json=json, headers=merged)
+        all_headers = self._base_headers.copy()
         if headers:
-            merged.update(headers)
+            all_headers.update(headers)
         if self._same_origin(target):
-            merged[AUTH_HEADER] = self._api_key
-        clean_params = {k: v for k, v in (params or {}).items() if v is not None}
-        return self._http.build_request(method, target, params=clean_params or None, json=json, headers=merged)
+            all_headers[AUTH_HEADER] = self._api_key
+        return httpx.Request(
+            method,
+            target,
+            params=clean_params or None,
+            json=json,
+            headers=all_headers,
+            extensions={"timeout": dict(self._timeout_ext)},
+        )
 
     def _redirect(self, request: httpx.Request, response: httpx.Response) -> httpx.Request:
         """The next request of a redirect: the key only goes back to the API's own origin."""

@@ -437,3 +437,63 @@ async def test_request_escape_hatch_does_not_send_the_key_to_an_absolute_foreign
     await client.request("GET", "https://elsewhere.example/status")
 
     assert "X-Auth-Token" not in route.calls.last.request.headers
+
+
+# -- build_request: the SDK's own client builds requests directly, exactly as httpx would ----------
+
+_BUILD_CASES: list[tuple[str, str, dict[str, Any]]] = [
+    ("GET", "fax/received", {}),
+    ("GET", "fax/received", {"params": {"limit": 5, "status": None, "offset": 0}}),
+    ("GET", "fax/received/fax_1/download", {"headers": {"Accept-Encoding": "identity", "Range": "bytes=10-"}}),
+    ("GET", "fax/received", {"headers": {"accept": "text/csv", "X-Extra": "1"}}),
+    ("PUT", "fax/received/fax_1", {"json": {"status": "processed"}}),
+    ("POST", "fax/received/fax_1/archive", {}),
+    ("GET", "https://elsewhere.example/file.pdf", {}),  # another origin: no key
+]
+
+
+@pytest.mark.parametrize(("method", "path", "kwargs"), _BUILD_CASES)
+@pytest.mark.parametrize("default_headers", [None, {"X-Team": "billing", "user-agent": "mine/1"}])
+def test_build_request_matches_what_httpx_builds(
+    method: str, path: str, kwargs: dict[str, Any], default_headers: dict[str, str] | None
+) -> None:
+    client = FaxClient(API_KEY, base_url="https://api.example.test/v2", default_headers=default_headers, timeout=7)
+    fast = client.build_request(method, path, **kwargs)
+
+    # What httpx's own build_request makes of the same call (the path taken for an injected client).
+    headers = httpx.Headers(client._headers)
+    headers.update(kwargs.get("headers") or {})
+    if client._same_origin(fast.url):
+        headers["X-Auth-Token"] = API_KEY
+    params = {k: v for k, v in (kwargs.get("params") or {}).items() if v is not None} or None
+    slow = client._http.build_request(
+        method, client.url_for(path), params=params, json=kwargs.get("json"), headers=headers
+    )
+
+    assert fast.method == slow.method
+    assert fast.url == slow.url
+    assert fast.headers.raw == slow.headers.raw
+    assert fast.read() == slow.read()
+    assert fast.extensions == slow.extensions
+    assert ("X-Auth-Token" in fast.headers) is path.startswith("fax/")
+    assert len(fast.headers.get_list("Accept")) == 1  # a header given in other case replaces, never doubles
+
+
+async def test_a_header_given_in_other_case_replaces_the_default_on_an_injected_client_too() -> None:
+    async with httpx.AsyncClient() as injected:
+        client = FaxClient(API_KEY, base_url="https://api.example.test/v2", http_client=injected)
+        request = client.build_request("GET", "fax/received", headers={"accept": "text/csv"})
+    assert request.headers.get_list("Accept") == ["text/csv"]
+
+
+async def test_an_injected_http_client_keeps_its_own_defaults() -> None:
+    injected = httpx.AsyncClient(headers={"X-Proxy-Auth": "p"}, params={"tenant": "t1"}, timeout=3)
+    client = FaxClient(API_KEY, base_url="https://api.example.test/v2", http_client=injected)
+
+    request = client.build_request("GET", "fax/received", params={"limit": 2})
+
+    assert request.headers["X-Proxy-Auth"] == "p"
+    assert request.headers["X-Auth-Token"] == API_KEY
+    assert dict(request.url.params) == {"tenant": "t1", "limit": "2"}
+    assert request.extensions["timeout"]["read"] == 3
+    await injected.aclose()
