@@ -129,9 +129,9 @@ class FaxClient:
         # The SDK's own client has no defaults of its own beyond httpx's headers and the timeout: its
         # requests are built directly from these, as httpx would build them (httpx's build_request
         # re-parses the URL and re-merges everything: 66 instead of 28 µs per request).
-        self._base_headers = httpx.Headers(self._http.headers)
-        self._base_headers.update(self._headers)
-        self._timeout_ext = self._http.timeout.as_dict()
+        self._defaults_of: httpx.AsyncClient | None = None  # the client _base_headers were taken from
+        self._base_headers = httpx.Headers()
+        self._timeout_ext: dict[str, float | None] = {}
         self._closed = False
         # httpx's own pool (no transport given): requests enter it one at a time (see _send_raw).
         self._pool_gate: Any = None if (http_client is not None or transport is not None) else False
@@ -234,6 +234,11 @@ class FaxClient:
             if self._same_origin(target):
                 merged[AUTH_HEADER] = self._api_key
             return self._http.build_request(method, target, params=clean_params or None, json=json, headers=merged)
+        if self._defaults_of is not self._http:
+            self._base_headers = httpx.Headers(self._http.headers)
+            self._base_headers.update(self._headers)
+            self._timeout_ext = self._http.timeout.as_dict()
+            self._defaults_of = self._http
         all_headers = self._base_headers.copy()
         if headers:
             all_headers.update(headers)
