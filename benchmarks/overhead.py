@@ -2,7 +2,9 @@
 
 The server is not the bottleneck, so what differs between the variants is the client: the SDK's
 ``download_all`` (listing, checks, sha256, fsync, manifest included), the same with the aiohttp-backed
-transport, a bare httpx loop and a bare aiohttp loop. Files go to ``/dev/shm`` so that the disk does
+transport, a bare httpx loop and a bare aiohttp loop, and both bare loops with the SDK's per-file
+guarantees added by hand (temporary file, sha256, length and ``%PDF`` checks, fsync, atomic rename:
+``*_checked``), which price the guarantees apart from the SDK's own code. Files go to ``/dev/shm`` so that the disk does
 not hide the client's cost (fsync is free there; on a real disk it is the same for every variant
 that does it).
 """
@@ -21,7 +23,7 @@ from attrs import asdict, frozen
 
 from audian_fax_async import AiohttpTransport
 
-from ._baselines import aiohttp_loop, httpx_loop, sdk_download_all
+from ._baselines import aiohttp_checked_loop, aiohttp_loop, httpx_checked_loop, httpx_loop, sdk_download_all
 from ._harness import FAST_DIR, Measure, alternate, clock, target
 from ._servers import backend
 
@@ -68,6 +70,10 @@ def run(params: Params) -> dict[str, Any]:
                         )
                     elif kind == "httpx":
                         done = asyncio.run(httpx_loop(urls, key, dest, params.concurrency))
+                    elif kind == "httpx_checked":
+                        done = asyncio.run(httpx_checked_loop(urls, key, dest, params.concurrency))
+                    elif kind == "aiohttp_checked":
+                        done = asyncio.run(aiohttp_checked_loop(urls, key, dest, params.concurrency))
                     else:
                         done = asyncio.run(aiohttp_loop(urls, key, dest, params.concurrency))
                     elapsed = clock() - start
@@ -80,7 +86,7 @@ def run(params: Params) -> dict[str, Any]:
 
             return once
 
-        kinds = ("httpx", "sdk", "aiohttp", "sdk_aiohttp")
+        kinds = ("httpx", "sdk", "aiohttp", "sdk_aiohttp", "httpx_checked", "aiohttp_checked")
         timings = alternate({k: measured(k) for k in kinds}, params.rounds)
 
     megabytes = expected / 1e6
@@ -96,6 +102,11 @@ def run(params: Params) -> dict[str, Any]:
             "sdk_aiohttp_vs_httpx": round(aio_vs_httpx, 3),
             "aiohttp_vs_httpx": round(timings.ratio("aiohttp", "httpx"), 3),
             "sdk_aiohttp_vs_aiohttp": round(timings.ratio("sdk_aiohttp", "aiohttp"), 3),
+            # The guarantees priced apart from the SDK: a bare loop that does them by hand.
+            "httpx_checked_vs_httpx": round(timings.ratio("httpx_checked", "httpx"), 3),
+            "aiohttp_checked_vs_httpx": round(timings.ratio("aiohttp_checked", "httpx"), 3),
+            "sdk_vs_httpx_checked": round(timings.ratio("sdk", "httpx_checked"), 3),
+            "sdk_aiohttp_vs_aiohttp_checked": round(timings.ratio("sdk_aiohttp", "aiohttp_checked"), 3),
             # CPU (all threads of this process) per document: steadier than wall time on a busy machine.
             **{f"{k}_cpu_ms_per_doc": round(statistics.median(cpu[k]) / params.faxes * 1000, 3) for k in kinds},
             "sdk_vs_httpx_by_cpu": round(statistics.median(cpu["httpx"]) / statistics.median(cpu["sdk"]), 3),
