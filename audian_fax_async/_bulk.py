@@ -159,17 +159,21 @@ async def _receive(stream: MemoryObjectReceiveStream[T]) -> T:
     try:
         return stream.receive_nowait()
     except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
-        # Nothing ready, or the stream ended: anyio's own receive waits, or raises after its
-        # checkpoint (so a cancelled task sees its cancellation first, as before).
-        return await stream.receive()
+        pass
+    # Nothing ready, or the stream ended: anyio's own receive waits, or raises after its checkpoint
+    # (so a cancelled task sees its cancellation first). Outside the except block, so that the
+    # exception and its traceback do not stay alive while this worker waits.
+    return await stream.receive()
 
 
 async def _send(stream: MemoryObjectSendStream[T], item: T) -> None:
     """Send ``item``, without a trip round the event loop when there is room (see :func:`_receive`)."""
     try:
         stream.send_nowait(item)
+        return
     except (anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
-        await stream.send(item)  # waits for room, or raises after its checkpoint (see _receive)
+        pass
+    await stream.send(item)  # waits for room, or raises after its checkpoint (see _receive)
 
 
 class BulkDownload:

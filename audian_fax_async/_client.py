@@ -347,7 +347,10 @@ class FaxClient:
 
         try:
             gate.acquire_nowait()  # no loop trip when nobody is entering the pool
+            entered = True
         except anyio.WouldBlock:
+            entered = False
+        if not entered:  # wait outside the except block (it would keep its traceback alive meanwhile)
             # Waiting to enter the pool is waiting for the pool: its timeout applies here too.
             wait = (request.extensions.get("timeout") or {}).get("pool")
             with anyio.move_on_after(wait if wait is not None else math.inf) as waited:

@@ -35,8 +35,12 @@ async def acquire_fast(limiter: anyio.CapacityLimiter) -> None:
     """
     try:
         limiter.acquire_nowait()
+        return
     except anyio.WouldBlock:
-        await limiter.acquire()
+        pass
+    # Wait outside the except block: inside it, the exception and its traceback (with every frame
+    # they reference) would stay alive for the whole wait, hundreds of them under load.
+    await limiter.acquire()
 
 
 class Hold:
