@@ -11,6 +11,7 @@ durably in place) makes a rerun skip what is complete, also after the process wa
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -473,18 +474,6 @@ class BulkDownload:
 
     async def _download(self, fax: ReceivedFax, path: Path, relative: Path) -> DownloadResult:
         progress = self.progress
-
-        def record(result: DownloadResult) -> None:  # in the worker thread that committed the file
-            entry = ManifestEntry(id=fax.id, path=relative.as_posix(), bytes=result.bytes, sha256=result.sha256)
-            self.manifest.write(entry)
-
-        def on_bytes(count: int) -> None:
-            progress.bytes += count
-            self._notify()
-
-        def on_retry(_: BaseException) -> None:
-            progress.retries += 1
-
         progress.in_flight += 1
         try:
             return await download_file(
@@ -494,14 +483,26 @@ class BulkDownload:
                 fax=fax,
                 overwrite=self._overwrite,
                 max_retries=self._max_retries,
-                on_bytes=on_bytes,
-                on_retry=on_retry,
-                on_commit=record,
+                # Bound methods and a partial, not closures: one object each per fax in flight.
+                on_bytes=self._count_bytes,
+                on_retry=self._count_retry,
+                on_commit=functools.partial(self._record, fax.id, relative.as_posix()),
                 # At the client's own cap, the bulk's limiter could never bind: skip its cost per fax.
                 limiter=self._slots if self._concurrency < self._client.max_concurrent_downloads else None,
             )
         finally:
             progress.in_flight -= 1
+
+    def _count_bytes(self, count: int) -> None:
+        self.progress.bytes += count
+        self._notify()
+
+    def _count_retry(self, _: BaseException) -> None:
+        self.progress.retries += 1
+
+    def _record(self, fax_id: str, relative: str, result: DownloadResult) -> None:
+        """The manifest line of a committed file (in the worker thread that committed it)."""
+        self.manifest.write(ManifestEntry(id=fax_id, path=relative, bytes=result.bytes, sha256=result.sha256))
 
     async def _mark(self, fax: ReceivedFax, entry: ManifestEntry) -> FaxStatus | None:
         """Mark the fax on the server once its file is durably on disk (``after=``)."""

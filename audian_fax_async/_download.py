@@ -375,22 +375,76 @@ async def download_file(
     same worker thread (it may block), so a record of the file (the bulk manifest) can never be
     missing for a file that stands.
     """
-    sink = _FileSink(final)
-    sink.open(overwrite=overwrite)
-    state = _Progress()
-    file_size = fax.file_size if fax is not None else None
-    attempts = 0
+    job = _FileDownload(client, fax_id, final, fax, overwrite, on_bytes, max_document_bytes, on_commit, limiter)
+    policy = client.retry_policy.with_max_retries(max_retries)
+    try:
+        await call_with_retries(job.attempt, policy, idempotent=True, operation=f"download {fax_id}", on_retry=on_retry)
+        with anyio.CancelScope(shield=True):
+            result = await job.sink.commit(overwrite=overwrite, then=job.committed)
+    except BaseException:
+        await job.sink.discard()
+        raise
+    return result
 
-    def write(chunk: bytes) -> None:
-        sink.write(chunk)
-        if on_bytes is not None:
-            on_bytes(len(chunk))
 
-    async def attempt() -> None:
-        nonlocal attempts
-        attempts += 1
+class _FileDownload:
+    """The state of one :func:`download_file` across its attempts.
+
+    One object with slots rather than closures over a dozen locals: hundreds of downloads can be in
+    flight (and as many waiting for a slot), and every closure cell is one more object for the
+    garbage collector to walk (benchmarks/README.md, scenario 5).
+    """
+
+    __slots__ = (
+        "attempts",
+        "client",
+        "fax",
+        "fax_id",
+        "file_size",
+        "final",
+        "limiter",
+        "max_document_bytes",
+        "on_bytes",
+        "on_commit",
+        "sink",
+        "state",
+    )
+
+    def __init__(
+        self,
+        client: FaxClient,
+        fax_id: str,
+        final: Path,
+        fax: ReceivedFax | None,
+        overwrite: bool,
+        on_bytes: Callable[[int], None] | None,
+        max_document_bytes: int,
+        on_commit: Callable[[DownloadResult], None] | None,
+        limiter: anyio.CapacityLimiter | None,
+    ) -> None:
+        self.client, self.fax_id, self.final, self.fax = client, fax_id, final, fax
+        self.on_bytes, self.max_document_bytes, self.on_commit, self.limiter = (
+            on_bytes,
+            max_document_bytes,
+            on_commit,
+            limiter,
+        )
+        self.file_size = fax.file_size if fax is not None else None
+        self.attempts = 0
+        self.state = _Progress()
+        self.sink = _FileSink(final)
+        self.sink.open(overwrite=overwrite)
+
+    def write(self, chunk: bytes) -> None:
+        self.sink.write(chunk)
+        if self.on_bytes is not None:
+            self.on_bytes(len(chunk))
+
+    async def attempt(self) -> None:
+        self.attempts += 1
+        client, fax_id, state, sink, file_size = self.client, self.fax_id, self.state, self.sink, self.file_size
         async with (
-            Hold(limiter) if limiter is not None else contextlib.nullcontext(),
+            Hold(self.limiter) if self.limiter is not None else contextlib.nullcontext(),
             client.download_slot(),
             pacer.downloading(),  # a fair turn on the loop when hundreds run (_pacing.py)
         ):
@@ -401,15 +455,15 @@ async def download_file(
                 sink.restart()
                 raise IncompleteDownloadError(f"fax {fax_id}: {exc}; restarting", fax_id=fax_id) from None
             if plan.start != state.offset:  # a 200 to a range request: the server starts over
-                if on_bytes is not None and state.offset:
-                    on_bytes(-state.offset)
+                if self.on_bytes is not None and state.offset:
+                    self.on_bytes(-state.offset)
                 state.reset()
                 sink.restart()
             elif plan.start > 0:
                 state.resumed = True
             state.etag = plan.etag if plan.accepts_ranges else None
             state.total = plan.total
-            limit = plan.total if plan.total is not None else (file_size or max_document_bytes)
+            limit = plan.total if plan.total is not None else (file_size or self.max_document_bytes)
             if file_size is not None and plan.total is not None and plan.total != file_size:
                 with anyio.CancelScope(shield=True):
                     await response.aclose()
@@ -419,35 +473,31 @@ async def download_file(
                     expected=file_size,
                     received=plan.total,
                 )
-            await _read_body(client, response, state, limit, fax_id, write)
+            await _read_body(client, response, state, limit, fax_id, self.write)
             check_complete(
                 received=state.offset,
                 total=state.total,
                 file_size=file_size,
                 head=state.head,
                 tail=state.tail,
-                fmt=fax.format if fax is not None else "pdf",
+                fmt=self.fax.format if self.fax is not None else "pdf",
                 fax_id=fax_id,
             )
 
-    policy = client.retry_policy.with_max_retries(max_retries)
-    try:
-        await call_with_retries(attempt, policy, idempotent=True, operation=f"download {fax_id}", on_retry=on_retry)
-
-        def committed(sha256: str) -> DownloadResult:
-            done = DownloadResult(
-                path=final, bytes=state.offset, sha256=sha256, fax=fax, resumed=state.resumed, attempts=attempts
-            )
-            if on_commit is not None:
-                on_commit(done)
-            return done
-
-        with anyio.CancelScope(shield=True):
-            result = await sink.commit(overwrite=overwrite, then=committed)
-    except BaseException:
-        await sink.discard()
-        raise
-    return result
+    def committed(self, sha256: str) -> DownloadResult:
+        """The result, once the file stands (runs in the commit's worker thread, then ``on_commit``)."""
+        state = self.state
+        done = DownloadResult(
+            path=self.final,
+            bytes=state.offset,
+            sha256=sha256,
+            fax=self.fax,
+            resumed=state.resumed,
+            attempts=self.attempts,
+        )
+        if self.on_commit is not None:
+            self.on_commit(done)
+        return done
 
 
 class DocumentStream:

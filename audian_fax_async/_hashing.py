@@ -37,7 +37,9 @@ class _Lane:
         self.hasher = hashlib.sha256()
         self.submitted = 0  # bytes handed to the thread (written by the caller's thread only)
         self.done = 0  # bytes the thread has hashed (written by the hashing thread only)
-        self.condition = threading.Condition(threading.Lock())
+        # Made on the first chunk handed to the thread (a document of small chunks never needs one):
+        # a Condition is half a dozen objects, and hundreds of downloads may be in flight.
+        self.condition: threading.Condition | None = None
 
     @property
     def pending(self) -> int:
@@ -78,6 +80,7 @@ class _HashThread:
                         return
                 continue
             lane.hasher.update(chunk)  # the GIL is released while this runs
+            assert lane.condition is not None  # made before the chunk was queued
             with lane.condition:
                 lane.done += len(chunk)
                 lane.condition.notify_all()
@@ -104,9 +107,12 @@ class StreamHasher:
         if lane.pending == 0 and len(chunk) < self._offload_min:
             lane.hasher.update(chunk)
             return
-        if lane.pending > self._max_pending:
-            with lane.condition:  # backpressure: never more than max_pending bytes waiting
-                lane.condition.wait_for(lambda: lane.pending <= self._max_pending)
+        condition = lane.condition
+        if condition is None:
+            condition = lane.condition = threading.Condition(threading.Lock())
+        elif lane.pending > self._max_pending:
+            with condition:  # backpressure: never more than max_pending bytes waiting
+                condition.wait_for(lambda: lane.pending <= self._max_pending)
         lane.submitted += len(chunk)
         _thread.submit(lane, chunk)
 
@@ -118,6 +124,7 @@ class StreamHasher:
         """The digest of everything fed so far (blocks until the hashing thread caught up)."""
         lane = self._lane
         if lane.pending:
+            assert lane.condition is not None  # made with the first chunk handed to the thread
             with lane.condition:
                 lane.condition.wait_for(lambda: lane.pending == 0)
         return lane.hasher.hexdigest()
