@@ -497,3 +497,21 @@ async def test_an_injected_http_client_keeps_its_own_defaults() -> None:
     assert dict(request.url.params) == {"tenant": "t1", "limit": "2"}
     assert request.extensions["timeout"]["read"] == 3
     await injected.aclose()
+
+
+async def test_a_given_transport_is_used_directly_and_its_responses_keep_request_and_elapsed(
+    client: FaxClient, api: respx.MockRouter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def not_through_the_client(*args: object, **kwargs: object) -> httpx.Response:
+        raise AssertionError("the request went through httpx.AsyncClient.send")
+
+    monkeypatch.setattr(httpx.AsyncClient, "send", not_through_the_client)
+    api.get("/fax/received/fax_1").respond(200, json=fax_json("fax_1"))
+
+    response = await client.request("GET", "fax/received/fax_1")
+
+    assert response.json()["id"] == "fax_1"
+    assert response.request.url.path.endswith("/fax/received/fax_1")
+    assert response.request.headers["X-Auth-Token"] == API_KEY
+    assert response.elapsed.total_seconds() >= 0
+    assert response.is_closed
