@@ -322,6 +322,12 @@ def _raw_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
             yield response.content
 
         return whole()
+    stream = response.stream
+    if isinstance(stream, httpx.AsyncByteStream) and not response.is_stream_consumed and not response.is_closed:
+        # The transport's own chunks, without aiter_raw's generator and re-chunking around them (one
+        # layer less per chunk); the caller closes the response as before.
+        response.is_stream_consumed = True
+        return stream.__aiter__()
     return response.aiter_raw()
 
 
