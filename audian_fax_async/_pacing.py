@@ -29,10 +29,11 @@ DEFAULT_ENGAGE_ABOVE = 32
 
 
 class _LoopState:
-    __slots__ = ("active", "loop", "per_iteration", "reset_scheduled", "used", "waiters")
+    # No reference to the loop: the pacer keeps one state per loop in a WeakKeyDictionary, and a
+    # value that referred to its key would keep every finished loop alive.
+    __slots__ = ("active", "per_iteration", "reset_scheduled", "used", "waiters")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, per_iteration: int) -> None:
-        self.loop = loop
+    def __init__(self, per_iteration: int) -> None:
         self.per_iteration = per_iteration
         self.active = 0
         self.used = 0
@@ -42,7 +43,7 @@ class _LoopState:
     def schedule_reset(self) -> None:
         if not self.reset_scheduled:
             self.reset_scheduled = True
-            self.loop.call_soon(self.reset)
+            asyncio.get_running_loop().call_soon(self.reset)  # called on the loop (turn, reset)
 
     def reset(self) -> None:
         """A new loop iteration: hand out its turns, first come first served."""
@@ -67,6 +68,7 @@ class Pacer:
         self.per_iteration = per_iteration
         self.engage_above = engage_above
         self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = weakref.WeakKeyDictionary()
+        self._last: tuple[weakref.ref[asyncio.AbstractEventLoop], _LoopState] | None = None
 
     def _state(self) -> _LoopState | None:
         # No running asyncio loop in this thread: trio (or no loop at all), where nothing is paced.
@@ -75,9 +77,13 @@ class Pacer:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return None
+        last = self._last
+        if last is not None and last[0]() is loop:  # the usual case: one loop (no weakref made)
+            return last[1]
         state = self._states.get(loop)
         if state is None:
-            state = self._states[loop] = _LoopState(loop, self.per_iteration)
+            state = self._states[loop] = _LoopState(self.per_iteration)
+        self._last = (weakref.ref(loop), state)
         return state
 
     def in_flight(self) -> int:
@@ -99,7 +105,7 @@ class Pacer:
             state.used += 1
             state.schedule_reset()
             return
-        future: asyncio.Future[None] = state.loop.create_future()
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         state.waiters.append(future)
         state.schedule_reset()
         try:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 
 import pytest
 import trio
@@ -88,3 +90,21 @@ def test_trio_is_let_through() -> None:
 def test_per_iteration_must_be_positive() -> None:
     with pytest.raises(ValueError, match="per_iteration"):
         Pacer(per_iteration=0)
+
+
+def test_a_finished_event_loop_is_not_kept_alive_by_the_pacer() -> None:
+    pacer = Pacer(per_iteration=1, engage_above=0)
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def paced() -> None:
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        async with pacer.downloading():
+            await asyncio.gather(*(pacer.turn() for _ in range(3)))  # engaged: waits for turns
+
+    for _ in range(2):
+        asyncio.run(paced())
+    gc.collect()
+
+    assert len(loops) == 2
+    assert [ref() for ref in loops] == [None, None]
+    assert len(pacer._states) == 0
