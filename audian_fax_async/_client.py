@@ -141,6 +141,7 @@ class FaxClient:
         self._pool_gate: Any = None if (http_client is not None or transport is not None) else False
         self._client_slots: Any = None  # per-client cap, created lazily inside an event loop
         self._resources: dict[str, Any] = {}
+        _import_resources()
 
     # -- resources ---------------------------------------------------------------------------
 
@@ -577,6 +578,17 @@ class _HTTPClient(httpx.AsyncClient):
     @cookies.setter
     def cookies(self, cookies: Any) -> None:
         raise AttributeError("the SDK's HTTP client keeps no cookies (pass your own http_client= to use them)")
+
+
+@functools.cache
+def _import_resources() -> None:
+    """Import the resource modules once, when the first client is made.
+
+    ``import audian_fax_async`` stays light; a service makes its clients at start-up, and its first
+    ``client.received`` call then finds them loaded. Importing them there instead, inside the event
+    loop, stalled every other task of the process for about 50 ms (benchmarks/README.md, scenario 5).
+    """
+    from .resources import numbers, received, routing, webhooks  # noqa: F401
 
 
 @functools.cache
