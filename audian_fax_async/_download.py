@@ -25,6 +25,7 @@ import anyio
 import httpx
 from attrs import define, frozen
 
+from ._client import close_response
 from ._exceptions import (
     APIStatusError,
     AudianError,
@@ -309,7 +310,7 @@ async def _open_document(client: FaxClient, fax_id: str, state: _Progress) -> tu
         plan = plan_body(response.status_code, response.headers, offset=state.offset)
     except BaseException:
         with anyio.CancelScope(shield=True):
-            await response.aclose()
+            await close_response(response)
         raise
     return response, plan
 
@@ -355,7 +356,7 @@ async def _read_body(
         raise client.map_transport_error(exc, response.request) from exc
     finally:
         with anyio.CancelScope(shield=True):
-            await response.aclose()
+            await close_response(response)
 
 
 async def download_file(
@@ -472,7 +473,7 @@ class _FileDownload:
             limit = plan.total if plan.total is not None else (file_size or self.max_document_bytes)
             if file_size is not None and plan.total is not None and plan.total != file_size:
                 with anyio.CancelScope(shield=True):
-                    await response.aclose()
+                    await close_response(response)
                 raise IncompleteDownloadError(
                     f"fax {fax_id}: the server offers {plan.total} bytes, the fax record says {file_size}",
                     fax_id=fax_id,
@@ -553,7 +554,7 @@ class DocumentStream:
                     ) from None
                 if plan.start != state.offset:
                     with anyio.CancelScope(shield=True):
-                        await response.aclose()
+                        await close_response(response)
                     raise IncompleteDownloadError(
                         f"fax {self.fax_id}: the server restarted the document at byte 0 after {state.offset} bytes "
                         "were streamed",
@@ -572,7 +573,7 @@ class DocumentStream:
                 finally:
                     self._response = None
                     with anyio.CancelScope(shield=True):
-                        await response.aclose()
+                        await close_response(response)
                 check_complete(
                     received=state.offset,
                     total=state.total,
@@ -595,7 +596,7 @@ class DocumentStream:
         response = self._response
         if response is not None:
             with anyio.CancelScope(shield=True):
-                await response.aclose()
+                await close_response(response)
 
 
 def _retryable(exc: BaseException, policy: Any) -> bool:

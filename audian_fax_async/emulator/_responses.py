@@ -77,6 +77,10 @@ def dumps(data: Any) -> bytes:
     return json.dumps(data, separators=(",", ":")).encode()
 
 
+def _nothing() -> None:
+    return None
+
+
 class DocumentResponse(Response):
     """Streams ``length`` bytes of a document from ``chunks``, honouring the fault knobs.
 
@@ -112,7 +116,8 @@ class DocumentResponse(Response):
         """Run ``on_done`` (once): when the body is over, or earlier if the server knows it is."""
         if not self._done:
             self._done = True
-            self._on_done()
+            on_done, self._on_done = self._on_done, _nothing  # it refers back to this response: a cycle
+            on_done()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         cut = False
