@@ -2,7 +2,7 @@
 
 ``python -m benchmarks.layers`` serves 400 documents of 450 KB from nginx (as scenario 2) and runs,
 alternating, in 3 rounds: a bare httpx loop; the same loop on the SDK's own ``httpx.AsyncClient``;
-with ``FaxClient.build_request`` and ``send``; inside ``download_slot()``; inside a tenacity retry;
+with ``FaxClient.build_request`` and ``send``; inside ``download_slot()``; inside ``call_with_retries``;
 ``download_file`` (temporary file, sha256, checks, fsync and rename); ``download_all`` (listing,
 manifest, outcomes). It prints the median CPU milliseconds per document of each. Not part of
 ``make bench``: a diagnostic for the client-overhead scenario.
@@ -23,13 +23,13 @@ import httpx
 
 from audian_fax_async import FaxClient
 from audian_fax_async._download import download_file
-from audian_fax_async._retry import retrying
+from audian_fax_async._retry import call_with_retries
 from audian_fax_async.resources._base import fax_path
 
 from ._harness import FAST_DIR
 from ._servers import backend
 
-LAYERS = ("bare", "sdk_http_client", "sdk_send", "download_slot", "tenacity", "download_file", "download_all")
+LAYERS = ("bare", "sdk_http_client", "sdk_send", "download_slot", "retries", "download_file", "download_all")
 
 
 async def _workers(ids: Sequence[str], one: Callable[[str], Awaitable[None]], concurrency: int = 10) -> None:
@@ -96,10 +96,12 @@ async def run_layer(layer: str, base_url: str, key: str, ids: Sequence[str], des
                 async with client.download_slot():
                     await fetch(fax_id)
             else:
-                async for attempt in retrying(client.retry_policy, idempotent=True, operation="layers"):
-                    with attempt:
-                        async with client.download_slot():
-                            await fetch(fax_id)
+
+                async def in_slot() -> None:
+                    async with client.download_slot():
+                        await fetch(fax_id)
+
+                await call_with_retries(in_slot, client.retry_policy, idempotent=True, operation="layers")
 
         await _workers(ids, layered_one)
 
