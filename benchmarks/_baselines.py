@@ -26,6 +26,7 @@ from audian_fax_async import FaxClient, OutcomeKind
 __all__ = [
     "aiohttp_checked_loop",
     "aiohttp_loop",
+    "bare_aiohttp_session",
     "bare_httpx_client",
     "httpx_checked_loop",
     "httpx_loop",
@@ -73,13 +74,18 @@ async def httpx_loop(
     return total
 
 
+def bare_aiohttp_session(key: str, concurrency: int) -> aiohttp.ClientSession:
+    """The bare aiohttp loops' session: ``concurrency`` connections, the key, no decompression."""
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    return aiohttp.ClientSession(
+        connector=connector, headers={_HEADER: key}, auto_decompress=False, timeout=aiohttp.ClientTimeout(total=None)
+    )
+
+
 async def aiohttp_loop(urls: Sequence[str], key: str, dest: Path, concurrency: int) -> int:
     """Bare aiohttp: ``iter_any``, blocking writes; returns the bytes written."""
     total = 0
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(
-        connector=connector, headers={_HEADER: key}, auto_decompress=False, timeout=aiohttp.ClientTimeout(total=None)
-    ) as session:
+    async with bare_aiohttp_session(key, concurrency) as session:
 
         async def one(index: int, url: str) -> None:
             nonlocal total
@@ -148,10 +154,7 @@ async def httpx_checked_loop(urls: Sequence[str], key: str, dest: Path, concurre
 async def aiohttp_checked_loop(urls: Sequence[str], key: str, dest: Path, concurrency: int) -> int:
     """Bare aiohttp plus the per-file guarantees, by hand (see the module's docstring)."""
     total = 0
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(
-        connector=connector, headers={_HEADER: key}, auto_decompress=False, timeout=aiohttp.ClientTimeout(total=None)
-    ) as session:
+    async with bare_aiohttp_session(key, concurrency) as session:
 
         async def one(index: int, url: str) -> None:
             nonlocal total
