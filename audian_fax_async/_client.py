@@ -336,7 +336,8 @@ class FaxClient:
         The SDK's own client has no auth, event hooks, cookies or proxy mounts (a given transport
         gets none from the environment), and the SDK follows redirects itself: what the client's
         send adds is three coroutine layers per request and an async generator per chunk, about 7%
-        of a bulk download's event-loop time on ``AiohttpTransport`` (benchmarks/README.md).
+        of a bulk download's event-loop time on ``AiohttpTransport`` (benchmarks/README.md). Its one
+        other effect, the ``httpx`` logger's INFO line per request, is not written on this path.
         """
         start = time.perf_counter()
         response = await transport.handle_async_request(request)
