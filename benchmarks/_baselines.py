@@ -16,6 +16,7 @@ import asyncio
 import hashlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import aiohttp
@@ -134,38 +135,47 @@ async def _checked_save(chunks: AsyncIterator[bytes], length: str | None, final:
     return received
 
 
+#: Opens one download: yields its chunks and its Content-Length (the checked loops' only difference).
+_Open = Callable[[str], AbstractAsyncContextManager[tuple[AsyncIterator[bytes], str | None]]]
+
+
+async def _checked_loop(urls: Sequence[str], dest: Path, concurrency: int, open_body: _Open) -> int:
+    total = 0
+
+    async def one(index: int, url: str) -> None:
+        nonlocal total
+        async with open_body(url) as (chunks, length):
+            written = await _checked_save(chunks, length, dest / f"{index}.pdf")
+        total += written
+
+    await _workers(concurrency, iter(enumerate(urls)), one)
+    return total
+
+
 async def httpx_checked_loop(urls: Sequence[str], key: str, dest: Path, concurrency: int) -> int:
     """Bare httpx plus the per-file guarantees, by hand (see the module's docstring)."""
-    total = 0
     async with bare_httpx_client(key, concurrency) as client:
 
-        async def one(index: int, url: str) -> None:
-            nonlocal total
+        @asynccontextmanager
+        async def open_body(url: str) -> AsyncIterator[tuple[AsyncIterator[bytes], str | None]]:
             async with client.stream("GET", url) as response:
                 response.raise_for_status()
-                length = response.headers.get("Content-Length")
-                written = await _checked_save(response.aiter_raw(), length, dest / f"{index}.pdf")
-            total += written
+                yield response.aiter_raw(), response.headers.get("Content-Length")
 
-        await _workers(concurrency, iter(enumerate(urls)), one)
-    return total
+        return await _checked_loop(urls, dest, concurrency, open_body)
 
 
 async def aiohttp_checked_loop(urls: Sequence[str], key: str, dest: Path, concurrency: int) -> int:
     """Bare aiohttp plus the per-file guarantees, by hand (see the module's docstring)."""
-    total = 0
     async with bare_aiohttp_session(key, concurrency) as session:
 
-        async def one(index: int, url: str) -> None:
-            nonlocal total
+        @asynccontextmanager
+        async def open_body(url: str) -> AsyncIterator[tuple[AsyncIterator[bytes], str | None]]:
             async with session.get(url) as response:
                 response.raise_for_status()
-                length = response.headers.get("Content-Length")
-                written = await _checked_save(response.content.iter_any(), length, dest / f"{index}.pdf")
-            total += written
+                yield response.content.iter_any(), response.headers.get("Content-Length")
 
-        await _workers(concurrency, iter(enumerate(urls)), one)
-    return total
+        return await _checked_loop(urls, dest, concurrency, open_body)
 
 
 async def sdk_download_all(
