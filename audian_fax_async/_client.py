@@ -41,6 +41,7 @@ from ._exceptions import (
     status_error_class,
 )
 from ._limiter import DownloadLimiter, acquire_fast, default_limiter
+from ._netbackend import use_asyncio_backend
 from ._retry import RetryPolicy, call_with_retries, parse_retry_after
 from ._version import __version__
 
@@ -596,6 +597,14 @@ class _HTTPClient(httpx.AsyncClient):
     """
 
     _no_cookies = _NoCookies()
+
+    def _init_transport(self, *args: Any, **kwargs: Any) -> httpx.AsyncBaseTransport:
+        # httpx's own transport (none given): its httpcore pool reads and writes through the SDK's
+        # asyncio backend instead of anyio's streams (_netbackend.py: about 1.3x a bulk download).
+        made = super()._init_transport(*args, **kwargs)
+        if kwargs.get("transport") is None:
+            use_asyncio_backend(made)
+        return made
 
     @property
     def cookies(self) -> httpx.Cookies:
