@@ -30,6 +30,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from attrs import define, field, frozen
 
 from ._download import download_file
+from ._durable import CommitSync
 from ._exceptions import AudianError, DestinationError, InvalidRequestError
 from ._models import DownloadOutcome, DownloadResult, FaxStatus, OutcomeKind, ReceivedFax
 from ._pacing import pacer
@@ -72,6 +73,10 @@ class Manifest:
         self.path = folder / MANIFEST_NAME
         self._lock = anyio.Lock()
         self._thread_lock = threading.Lock()
+        # Kept open from the first line to close(): a line is then one write and one fsync.
+        self._fd: int | None = None
+        #: The bulk run's fsyncs while it runs (kernel AIO where available; see _durable.py).
+        self.sync: CommitSync | None = None
 
     def load(self) -> dict[str, ManifestEntry]:
         entries: dict[str, ManifestEntry] = {}
@@ -98,10 +103,17 @@ class Manifest:
     async def append(self, entry: ManifestEntry) -> None:
         async with self._lock:
             with anyio.CancelScope(shield=True):  # a line is written whole or not at all
-                await anyio.to_thread.run_sync(self.write, entry)
+                sync = self.sync
+                if sync is not None and sync.aio:  # the write here (page cache), the fsync in the kernel
+                    self.write(entry, fsync=False)
+                    assert self._fd is not None
+                    await sync.fsync(self._fd)
+                else:
+                    await anyio.to_thread.run_sync(self.write, entry)
 
-    def write(self, entry: ManifestEntry) -> None:
-        """Append ``entry`` and fsync (blocking: call it from a worker thread)."""
+    def write(self, entry: ManifestEntry, *, fsync: bool = True) -> None:
+        """Append ``entry``, then fsync unless told not to (blocking: call it from a worker thread,
+        or with ``fsync=False`` from the loop, and fsync :attr:`fd` after)."""
         line = json.dumps(
             {
                 "id": entry.id,
@@ -114,14 +126,26 @@ class Manifest:
             separators=(",", ":"),
         )
         with self._thread_lock:  # writers in several worker threads: one line at a time
-            self._write(line)
+            self._write(line, fsync)
 
-    def _write(self, line: str) -> None:
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, (line + "\n").encode())
-            os.fsync(fd)
-        finally:
+    def fileno(self) -> int | None:
+        """The open manifest file's descriptor (None before the first line or after close)."""
+        return self._fd
+
+    def _write(self, line: str, fsync: bool) -> None:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        data = memoryview((line + "\n").encode())
+        while data:
+            data = data[os.write(self._fd, data) :]
+        if fsync:
+            os.fsync(self._fd)
+
+    def close(self) -> None:
+        """Close the manifest file (a later line opens it again)."""
+        with self._thread_lock:
+            fd, self._fd = self._fd, None
+        if fd is not None:
             os.close(fd)
 
 
@@ -224,6 +248,7 @@ class BulkDownload:
         self._concurrency = max(1, min(concurrency or limit, limit))
         self.progress = BulkProgress()
         self.manifest = Manifest(self.dest_dir)
+        self._sync: CommitSync | None = None  # the run's fsyncs (kernel AIO where there is), made in the loop
         self._done: dict[str, ManifestEntry] = {}
         self._seen: set[str] = set()
         # Which fax each relative path belongs to (the manifest's, then this run's): two faxes that a
@@ -315,12 +340,21 @@ class BulkDownload:
         # together then do not make a thousand tasks runnable in one loop iteration (benchmarks/).
         self._slots = anyio.CapacityLimiter(self._concurrency)
         workers = self._concurrency * 2
-        async with outcomes, receive, anyio.create_task_group() as tg:
+        self._sync = sync = CommitSync.start()
+        sync.tail = self.manifest.fileno  # each commit's manifest line, fsynced after it is written
+        self.manifest.sync = sync
+        try:
+            async with outcomes, receive, anyio.create_task_group() as tg:
 
-            def spawn() -> None:
-                tg.start_soon(self._worker, receive.clone(), outcomes.clone())
+                def spawn() -> None:
+                    tg.start_soon(self._worker, receive.clone(), outcomes.clone())
 
-            tg.start_soon(self._list, send, spawn, workers)
+                tg.start_soon(self._list, send, spawn, workers)
+        finally:
+            # Every download has ended (commits are shielded inside them): close what they kept open.
+            sync.close()
+            self.manifest.sync = None
+            self.manifest.close()
 
     async def _list(self, send: MemoryObjectSendStream[ReceivedFax], spawn: Callable[[], None], workers: int) -> None:
         async with send:
@@ -489,6 +523,7 @@ class BulkDownload:
                 on_commit=functools.partial(self._record, fax.id, relative.as_posix()),
                 # At the client's own cap, the bulk's limiter could never bind: skip its cost per fax.
                 limiter=self._slots if self._concurrency < self._client.max_concurrent_downloads else None,
+                sync=self._sync,
             )
         finally:
             progress.in_flight -= 1
@@ -501,8 +536,10 @@ class BulkDownload:
         self.progress.retries += 1
 
     def _record(self, fax_id: str, relative: str, result: DownloadResult) -> None:
-        """The manifest line of a committed file (in the worker thread that committed it)."""
-        self.manifest.write(ManifestEntry(id=fax_id, path=relative, bytes=result.bytes, sha256=result.sha256))
+        """The manifest line of a committed file: in the worker thread that committed it, or with
+        kernel AIO on the loop, unsynced (the commit's ``after_commit`` fsyncs it next)."""
+        entry = ManifestEntry(id=fax_id, path=relative, bytes=result.bytes, sha256=result.sha256)
+        self.manifest.write(entry, fsync=self.manifest.sync is None or not self.manifest.sync.aio)
 
     async def _mark(self, fax: ReceivedFax, entry: ManifestEntry) -> FaxStatus | None:
         """Mark the fax on the server once its file is durably on disk (``after=``)."""

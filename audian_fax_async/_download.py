@@ -26,6 +26,7 @@ import httpx
 from attrs import define, frozen
 
 from ._client import close_response
+from ._durable import CommitSync, fsync_dir
 from ._exceptions import (
     APIStatusError,
     AudianError,
@@ -231,40 +232,63 @@ class _FileSink:
         self._file.truncate()
         self._hasher.reset()
 
-    async def commit(self, *, overwrite: bool, then: Callable[[str], T]) -> T:
+    async def commit(self, *, overwrite: bool, then: Callable[[str], T], sync: CommitSync | None = None) -> T:
         """fsync, hash, then move into place atomically (refusing to replace a file unless ``overwrite``).
 
-        ``then`` gets the sha256 of the file's bytes once it stands, in the same worker thread (one
-        trip for the whole commit); its result is returned.
+        ``then`` gets the sha256 of the file's bytes once it stands; its result is returned. Without
+        kernel AIO (``sync`` missing or without it) the whole commit, ``then`` included, is one trip
+        to a worker thread. With it, the fsyncs go to the kernel and the rest runs here, so ``then``
+        must not block; ``sync.after_commit()`` then fsyncs what ``then`` wrote (_durable.py).
         """
         try:
-            return await run_blocking(self._commit, overwrite, then)
+            if sync is not None and sync.aio:
+                return await self._commit_aio(overwrite, then, sync)
+            return await run_blocking(self._commit, overwrite, then, sync.sync_dir_blocking if sync else fsync_dir)
         except FileExistsError:
             raise DestinationError(f"{self.final} already exists (pass overwrite=True to replace it)") from None
         except OSError as exc:
             raise _destination_error(exc, self.final) from exc
 
-    def _commit(self, overwrite: bool, then: Callable[[str], T]) -> T:
+    def _commit(self, overwrite: bool, then: Callable[[str], T], sync_dir: Callable[[Path], None]) -> T:
         assert self._file is not None
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
         sha256 = self._hasher.hexdigest()
+        self._place(overwrite)
+        sync_dir(self.final.parent)
+        return then(sha256)
+
+    async def _commit_aio(self, overwrite: bool, then: Callable[[str], T], sync: CommitSync) -> T:
+        file = self._file
+        assert file is not None
+        file.flush()
+        await sync.fsync(file.fileno())
+        file.close()
+        hasher = self._hasher
+        # Bytes still queued for the hashing thread (big chunks): wait for it there, not here.
+        sha256 = hasher.hexdigest() if not hasher.pending else await run_blocking(hasher.hexdigest)
+        self._place(overwrite)  # a rename: metadata, microseconds (like opening the file)
+        await sync.sync_dir(self.final.parent)
+        result = then(sha256)
+        await sync.after_commit()
+        return result
+
+    def _place(self, overwrite: bool) -> None:
+        """Move the fsynced temporary file to its name (never over another file unless ``overwrite``)."""
         if overwrite:
             os.replace(self.temp, self.final)
+            return
+        try:
+            os.link(self.temp, self.final)  # fails if the destination exists: never clobber
+        except FileExistsError:
+            raise
+        except OSError:  # no hard links on this file system
+            if self.final.exists():
+                raise FileExistsError(self.final) from None
+            os.replace(self.temp, self.final)
         else:
-            try:
-                os.link(self.temp, self.final)  # fails if the destination exists: never clobber
-            except FileExistsError:
-                raise
-            except OSError:
-                if self.final.exists():
-                    raise FileExistsError(self.final) from None
-                os.replace(self.temp, self.final)
-            else:
-                os.unlink(self.temp)
-        _fsync_dir(self.final.parent)
-        return then(sha256)
+            os.unlink(self.temp)
 
     async def discard(self) -> None:
         """Close and remove the temporary file (also while being cancelled)."""
@@ -276,19 +300,6 @@ class _FileSink:
             self._file.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.temp)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _destination_error(exc: OSError, path: Path) -> DestinationError:
@@ -372,6 +383,7 @@ async def download_file(
     max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES,
     on_commit: Callable[[DownloadResult], None] | None = None,
     limiter: anyio.CapacityLimiter | None = None,
+    sync: CommitSync | None = None,
 ) -> DownloadResult:
     """Download one document to ``final`` (whose folder exists) through a temporary file.
 
@@ -380,14 +392,15 @@ async def download_file(
 
     ``on_commit`` runs right after the file is in place, in the same uncancellable step and the
     same worker thread (it may block), so a record of the file (the bulk manifest) can never be
-    missing for a file that stands.
+    missing for a file that stands. ``sync`` makes the commit durable through kernel AIO where it can
+    (:class:`~._durable.CommitSync`; ``on_commit`` must then not block), else in a worker thread.
     """
     job = _FileDownload(client, fax_id, final, fax, overwrite, on_bytes, max_document_bytes, on_commit, limiter)
     policy = client.retry_policy.with_max_retries(max_retries)
     try:
         await call_with_retries(job.attempt, policy, idempotent=True, operation=f"download {fax_id}", on_retry=on_retry)
         with anyio.CancelScope(shield=True):
-            result = await job.sink.commit(overwrite=overwrite, then=job.committed)
+            result = await job.sink.commit(overwrite=overwrite, then=job.committed, sync=sync)
     except BaseException:
         await job.sink.discard()
         raise

@@ -120,6 +120,11 @@ class StreamHasher:
         """Start over (the document restarts from byte 0); chunks still queued hash into the old lane."""
         self._lane = _Lane()
 
+    @property
+    def pending(self) -> int:
+        """Bytes fed but not hashed yet (queued for the hashing thread)."""
+        return self._lane.pending
+
     def hexdigest(self) -> str:
         """The digest of everything fed so far (blocks until the hashing thread caught up)."""
         lane = self._lane

@@ -36,7 +36,7 @@ import httpcore
 import httpx
 import sniffio
 
-__all__ = ["HIGH_WATER", "LOW_WATER", "AsyncioBackend", "AsyncioStream", "use_asyncio_backend"]
+__all__ = ["HIGH_WATER", "LOW_WATER", "AsyncioBackend", "AsyncioStream", "SDKConnectionPool", "use_asyncio_backend"]
 
 #: Buffered bytes above which a connection's socket stops being read.
 HIGH_WATER = 512 * 1024
@@ -308,18 +308,60 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
             await self._other().sleep(seconds)
 
 
-def use_asyncio_backend(transport: httpx.AsyncBaseTransport) -> bool:
-    """Make httpx's own transport's pool use :class:`AsyncioBackend`; True if it now does.
+class SDKConnectionPool(httpcore.AsyncConnectionPool):
+    """httpcore's pool, reclaiming the connections that cancelled requests leave behind.
 
-    Only an ``httpx.AsyncHTTPTransport`` over a plain ``httpcore.AsyncConnectionPool`` (no proxy) is
-    changed, and only if its pool has not opened a connection yet. httpx keeps the pool in
-    ``_pool`` and httpcore its backend in ``_network_backend`` (both since httpx 0.18 and httpcore
-    0.13; the SDK pins httpx below 0.29, and a test checks the backend is the one in use).
+    httpcore 1.0.9 loses a connection for good when a request is cancelled after the pool gave it a
+    new connection and before that connection marked itself active (the ``_state_lock`` acquire in
+    ``AsyncHTTP11Connection.handle_async_request``): the connection stays ``NEW``, neither idle nor
+    closed nor available, holding its socket and one of the pool's slots (encode/httpcore#1093 and
+    #1099, unreleased). Every request the pool still knows names its connection, so a connection
+    that is not idle, not closed and named by no request is such an orphan: it is closed here.
+    """
+
+    def _assign_requests_to_connections(self) -> list[httpcore.AsyncConnectionInterface]:
+        owned = {id(request.connection) for request in self._requests if request.connection is not None}
+        orphans = [
+            connection
+            for connection in self._connections
+            if id(connection) not in owned and not connection.is_idle() and not connection.is_closed()
+        ]
+        for connection in orphans:
+            self._connections.remove(connection)
+        return orphans + super()._assign_requests_to_connections()
+
+
+#: The stock pool's settings, as httpcore 1.0 keeps them: constructor argument -> attribute.
+_POOL_SETTINGS = {
+    "ssl_context": "_ssl_context",
+    "max_connections": "_max_connections",
+    "max_keepalive_connections": "_max_keepalive_connections",
+    "keepalive_expiry": "_keepalive_expiry",
+    "http1": "_http1",
+    "http2": "_http2",
+    "retries": "_retries",
+    "local_address": "_local_address",
+    "uds": "_uds",
+    "socket_options": "_socket_options",
+}
+
+
+def use_asyncio_backend(transport: httpx.AsyncBaseTransport) -> bool:
+    """Give httpx's own transport an :class:`SDKConnectionPool` on :class:`AsyncioBackend`; True if done.
+
+    Only an ``httpx.AsyncHTTPTransport`` over a plain, unused ``httpcore.AsyncConnectionPool`` (no
+    proxy) is changed; the new pool has the stock one's settings. httpx keeps the pool in ``_pool``
+    and httpcore its settings in the attributes above (httpx 0.18-0.28, httpcore 1.0; the SDK pins
+    httpx below 0.29). If any is missing, the stock pool stays (a test checks they are there).
     """
     pool = getattr(transport, "_pool", None)
     if type(transport) is not httpx.AsyncHTTPTransport or type(pool) is not httpcore.AsyncConnectionPool:
         return False
-    if pool.connections or not hasattr(pool, "_network_backend"):
+    if pool.connections or getattr(pool, "_proxy", None) is not None:
         return False
-    pool._network_backend = AsyncioBackend()
+    try:
+        settings = {name: getattr(pool, attribute) for name, attribute in _POOL_SETTINGS.items()}
+    except AttributeError:
+        return False
+    transport._pool = SDKConnectionPool(**settings, network_backend=AsyncioBackend())
     return True
