@@ -265,9 +265,7 @@ class _FileSink:
         file.flush()
         await sync.fsync(file.fileno())
         file.close()
-        hasher = self._hasher
-        # Bytes still queued for the hashing thread (big chunks): wait for it there, not here.
-        sha256 = hasher.hexdigest() if not hasher.pending else await run_blocking(hasher.hexdigest)
+        sha256 = await self._hasher.adigest()  # big chunks may still be in the hashing thread
         self._place(overwrite)  # a rename: metadata, microseconds (like opening the file)
         await sync.sync_dir(self.final.parent)
         result = then(sha256)

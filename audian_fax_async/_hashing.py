@@ -15,6 +15,8 @@ inline would have taken).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import os
 import queue
@@ -31,7 +33,7 @@ MAX_PENDING = 8 * 1024 * 1024
 class _Lane:
     """One document's hash and its backlog in the hashing thread (fresh after a restart)."""
 
-    __slots__ = ("condition", "done", "hasher", "submitted")
+    __slots__ = ("condition", "done", "hasher", "submitted", "waiter")
 
     def __init__(self) -> None:
         self.hasher = hashlib.sha256()
@@ -40,6 +42,8 @@ class _Lane:
         # Made on the first chunk handed to the thread (a document of small chunks never needs one):
         # a Condition is half a dozen objects, and hundreds of downloads may be in flight.
         self.condition: threading.Condition | None = None
+        # An event loop's future to resolve once the backlog is hashed (StreamHasher.adigest).
+        self.waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None
 
     @property
     def pending(self) -> int:
@@ -84,7 +88,18 @@ class _HashThread:
             with lane.condition:
                 lane.done += len(chunk)
                 lane.condition.notify_all()
-            del lane, chunk
+                waiter = lane.waiter if lane.pending == 0 else None
+                if waiter is not None:
+                    lane.waiter = None
+            if waiter is not None:
+                with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                    waiter[0].call_soon_threadsafe(_wake, waiter[1])
+            del lane, chunk, waiter
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 _thread = _HashThread()
@@ -124,6 +139,22 @@ class StreamHasher:
     def pending(self) -> int:
         """Bytes fed but not hashed yet (queued for the hashing thread)."""
         return self._lane.pending
+
+    async def adigest(self) -> str:
+        """:meth:`hexdigest` on an asyncio event loop: waits for the hashing thread without blocking
+        the loop or taking a trip to a worker thread (the hashing thread wakes the loop)."""
+        lane = self._lane
+        if lane.pending:
+            assert lane.condition is not None  # made with the first chunk handed to the thread
+            loop = asyncio.get_running_loop()
+            future: asyncio.Future[None] = loop.create_future()
+            with lane.condition:
+                waiting = lane.pending != 0
+                if waiting:
+                    lane.waiter = (loop, future)
+            if waiting:
+                await future
+        return lane.hasher.hexdigest()
 
     def hexdigest(self) -> str:
         """The digest of everything fed so far (blocks until the hashing thread caught up)."""
