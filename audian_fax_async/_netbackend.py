@@ -11,9 +11,15 @@ which builds anyio's attribute mapping and polls the socket. A bulk download mak
 :class:`AsyncioBackend` does the same work on an ``asyncio.Protocol``: bytes wait in a deque filled
 by ``data_received``; a read returns what is buffered at once and only waits (with a timer, not a
 cancel scope) when nothing is; an idle connection is "readable" when bytes or the end arrived, with
-no system call. Measured on scenario 2's servers (400 x 450 KB from nginx, 10 at a time, six
-alternated rounds): a bare httpx loop took 2.06 ms per document with httpcore's default backend and
-1.58 ms with this one (1.31x; benchmarks/README.md).
+no system call. A chunk asyncio received (up to 256 KiB) is handed on whole even when httpcore asked
+for less: httpcore reads bodies ``READ_NUM_BYTES`` (64 KiB) at a time and h11 takes data of any size,
+so splitting would only add copies and one more pass through httpcore, h11, httpx and the SDK per
+64 KiB. Reads below 64 KiB (a SOCKS handshake) keep their limit.
+
+Measured on scenario 2's servers (400 x 450 KB from nginx, 10 at a time, six alternated rounds):
+a bare httpx loop took 2.06 ms per document with httpcore's default backend and 1.58 ms with this
+one (1.31x); handing whole chunks on took the SDK from 0.84x to 0.98x a bare httpx
+loop (600 documents, eight rounds; benchmarks/README.md).
 
 It is used only by the client the SDK builds for itself (``FaxClient()`` without ``http_client=``
 or ``transport=``), and only on asyncio: under any other event loop (trio), or with socket options
@@ -36,12 +42,24 @@ import httpcore
 import httpx
 import sniffio
 
-__all__ = ["HIGH_WATER", "LOW_WATER", "AsyncioBackend", "AsyncioStream", "SDKConnectionPool", "use_asyncio_backend"]
+__all__ = [
+    "HIGH_WATER",
+    "LOW_WATER",
+    "WHOLE_CHUNK_READS",
+    "AsyncioBackend",
+    "AsyncioStream",
+    "SDKConnectionPool",
+    "use_asyncio_backend",
+]
 
 #: Buffered bytes above which a connection's socket stops being read.
 HIGH_WATER = 512 * 1024
 #: Buffered bytes at or below which it is read again.
 LOW_WATER = 128 * 1024
+#: Reads of at least this many bytes get a received chunk whole, even if it is bigger.
+WHOLE_CHUNK_READS = 64 * 1024
+#: ... up to this size (asyncio receives at most 256 KiB at a time, so in practice never reached).
+_CHUNK_CAP = 1024 * 1024
 
 #: The result a waiter gets when its timer fires first.
 _TIMED_OUT: Literal["timed out"] = "timed out"
@@ -172,7 +190,9 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
                 if protocol.error is not None:
                     raise httpcore.ReadError(_reason(protocol.error, "connection lost")) from protocol.error
                 return b""
-        return protocol.take(max_bytes)
+        # httpcore reads bodies 64 KiB at a time; a chunk asyncio received whole (up to 256 KiB) is
+        # handed on whole instead (see the module's docstring). Small reads keep their limit.
+        return protocol.take(max_bytes if max_bytes < WHOLE_CHUNK_READS else max(max_bytes, _CHUNK_CAP))
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
         if not buffer:
