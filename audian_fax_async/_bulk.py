@@ -11,6 +11,7 @@ durably in place) makes a rerun skip what is complete, also after the process wa
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import json
@@ -59,6 +60,15 @@ class ManifestEntry:
     bytes: int
     sha256: str
     marked: str | None = None
+
+
+def _on_event_loop() -> bool:
+    """Whether the calling thread is running an asyncio event loop (not a worker thread)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 class Manifest:
@@ -539,7 +549,9 @@ class BulkDownload:
         """The manifest line of a committed file: in the worker thread that committed it, or with
         kernel AIO on the loop, unsynced (the commit's ``after_commit`` fsyncs it next)."""
         entry = ManifestEntry(id=fax_id, path=relative, bytes=result.bytes, sha256=result.sha256)
-        self.manifest.write(entry, fsync=self.manifest.sync is None or not self.manifest.sync.aio)
+        # On the loop (a kernel-AIO commit, even one whose AIO was retired on the way) the commit's
+        # after_commit() fsyncs the line; in a worker thread (the one-trip commit) it is fsynced here.
+        self.manifest.write(entry, fsync=not _on_event_loop())
 
     async def _mark(self, fax: ReceivedFax, entry: ManifestEntry) -> FaxStatus | None:
         """Mark the fax on the server once its file is durably on disk (``after=``)."""

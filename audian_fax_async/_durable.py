@@ -46,25 +46,40 @@ logger = logging.getLogger("audian_fax_async")
 #: errnos with which a file system or kernel refuses AIO fsync (not a failed write-back).
 _UNSUPPORTED = {errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP)}
 
-#: caio reports errors as ``ValueError("... [EIO]")``; the errno name is the last bracket.
+#: caio refuses a submission with ``ValueError("... [EINVAL]")`` (the errno's name in brackets) and
+#: reports an operation the kernel failed as ``SystemError(strerror)`` (``SystemError(errno, ...)``
+#: when a context cannot be made).
 _ERRNO = re.compile(r"\[(E[A-Z0-9]+)\]\s*$")
+_BY_MESSAGE = {os.strerror(code): code for code in errno.errorcode}
+#: caio's words for a request the kernel never took (safe to do again elsewhere).
+_NOT_SUBMITTED = "not submitted"
+
+#: errnos of a failed write-back: a folder fsync that fails with one fails the commit (others, such
+#: as a file system that cannot fsync folders, are ignored).
+_WRITE_BACK = {errno.EIO, errno.ENOSPC, errno.EDQUOT}
 
 #: Requests one bulk run may have in flight (a few per download slot).
 _MAX_REQUESTS = 64
 
 
 def fsync_dir(folder: Path) -> None:
-    """fsync a folder (blocking); a file system that cannot is ignored."""
+    """fsync a folder (blocking); a file system that cannot is ignored, a failed write-back raised."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:
         return
     try:
-        os.fsync(fd)
-    except OSError:
-        pass
+        _fsync_folder_fd(fd)
     finally:
         os.close(fd)
+
+
+def _fsync_folder_fd(fd: int) -> None:
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno in _WRITE_BACK:
+            raise
 
 
 def _aio_context() -> Any:
@@ -81,14 +96,23 @@ def _aio_context() -> Any:
 
     try:
         return AsyncioContext(max_requests=_MAX_REQUESTS, loop=asyncio.get_running_loop())  # type: ignore[no-untyped-call]
-    except (OSError, ValueError, RuntimeError) as exc:  # io_setup refused (aio-max-nr reached, no AIO)
+    except Exception as exc:  # io_setup refused (aio-max-nr reached: SystemError EAGAIN), no AIO at all
         logger.debug("kernel AIO unavailable (%s): fsync in worker threads", exc)
         return None
 
 
 def _errno_of(exc: BaseException) -> int | None:
-    match = _ERRNO.search(str(exc))
-    return getattr(errno, match.group(1), None) if match else None
+    """The errno in one of caio's errors (see ``_ERRNO``), or None."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return exc.errno
+    if exc.args and isinstance(exc.args[0], int):
+        return exc.args[0]
+    message = str(exc)
+    match = _ERRNO.search(message)
+    if match:
+        code = getattr(errno, match.group(1), None)
+        return code if isinstance(code, int) else None
+    return _BY_MESSAGE.get(message.strip())
 
 
 class CommitSync:
@@ -124,11 +148,15 @@ class CommitSync:
             try:
                 await context.fsync(fd)
                 return
-            except (ValueError, OSError) as exc:
-                code = exc.errno if isinstance(exc, OSError) else _errno_of(exc)
-                if code is not None and code not in _UNSUPPORTED:
-                    raise OSError(code, f"fsync failed: {os.strerror(code)}") from exc
-                # Refused (or never submitted): worker threads from now on, and this one again there.
+            except (ValueError, OSError, SystemError) as exc:
+                code = _errno_of(exc)
+                refused = code in _UNSUPPORTED or (code is None and _NOT_SUBMITTED in str(exc))
+                if not refused:
+                    # A failed write-back (or an error we cannot read): never fsync again elsewhere,
+                    # where a second fsync may report success for data the kernel dropped.
+                    code = code if code is not None else errno.EIO
+                    raise OSError(code, f"fsync failed: {os.strerror(code)} ({exc})") from exc
+                # Refused by the file system or kernel: worker threads from now on, this one there too.
                 logger.debug("kernel AIO fsync refused (%s): fsync in worker threads", exc)
                 self._drop_aio()
         await run_blocking(os.fsync, fd)
@@ -139,8 +167,11 @@ class CommitSync:
         if fd is None:
             await run_blocking(fsync_dir, folder)  # not kept open (closed, or cannot be opened)
             return
-        with contextlib.suppress(OSError):
+        try:
             await self.fsync(fd)
+        except OSError as exc:
+            if exc.errno in _WRITE_BACK:
+                raise
 
     def sync_dir_blocking(self, folder: Path) -> None:
         """:meth:`sync_dir` for a worker thread."""
@@ -148,8 +179,7 @@ class CommitSync:
         if fd is None:
             fsync_dir(folder)
             return
-        with contextlib.suppress(OSError):
-            os.fsync(fd)
+        _fsync_folder_fd(fd)
 
     async def after_commit(self) -> None:
         """fsync the ``tail`` file, if any (after a commit's ``then`` wrote to it)."""
