@@ -209,7 +209,13 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             raise httpcore.WriteError(_reason(error, "connection lost")) from error
 
     async def aclose(self) -> None:
-        self._transport.close()
+        # close() keeps the socket open until buffered writes are sent, which a peer that stopped
+        # reading never lets happen (after a write timeout or a cancelled upload): drop them then,
+        # as anyio's streams do.
+        if self._transport.get_write_buffer_size():
+            self._transport.abort()
+        else:
+            self._transport.close()
 
     async def start_tls(
         self,
