@@ -623,7 +623,10 @@ def _import_resources() -> None:
     ``client.received`` call then finds them loaded. Importing them there instead, inside the event
     loop, stalled every other task of the process for about 50 ms (benchmarks/README.md, scenario 5).
     """
+    from . import _durable
     from .resources import numbers, received, routing, webhooks  # noqa: F401
+
+    _durable.preload()  # caio takes about 50 ms to import: not inside the first download_all
 
 
 @functools.cache

@@ -27,7 +27,7 @@ __all__ = ["OFFLOAD_MIN", "StreamHasher"]
 #: Chunks at least this big are hashed in the hashing thread.
 OFFLOAD_MIN = 128 * 1024
 #: Bytes of one document that may wait for the hashing thread.
-MAX_PENDING = 8 * 1024 * 1024
+MAX_PENDING = 2 * 1024 * 1024
 
 
 class _Lane:
