@@ -41,7 +41,6 @@ from ._exceptions import (
     status_error_class,
 )
 from ._limiter import DownloadLimiter, acquire_fast, default_limiter
-from ._netbackend import use_asyncio_backend
 from ._retry import RetryPolicy, call_with_retries, parse_retry_after
 from ._version import __version__
 
@@ -603,6 +602,10 @@ class _HTTPClient(httpx.AsyncClient):
         # asyncio backend instead of anyio's streams (_netbackend.py: about 1.3x a bulk download).
         made = super()._init_transport(*args, **kwargs)
         if kwargs.get("transport") is None:
+            # Imported here: httpcore (and with it anyio, and trio where installed) loads with the
+            # first client's transport, as in httpx itself, not with ``import audian_fax_async``.
+            from ._netbackend import use_asyncio_backend
+
             use_asyncio_backend(made)
         return made
 
