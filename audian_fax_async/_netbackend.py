@@ -35,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import ssl
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from typing import Any, Literal
 
 import httpcore
@@ -256,6 +256,21 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         return None
 
 
+async def _connected(
+    connecting: Coroutine[Any, Any, tuple[asyncio.BaseTransport, _Protocol]], where: str, timeout: float | None
+) -> AsyncioStream:
+    """Await a connection within ``timeout``; httpcore's errors for a refusal or a timeout."""
+    try:
+        async with asyncio.timeout(timeout):
+            transport, protocol = await connecting
+    except TimeoutError:
+        raise httpcore.ConnectTimeout(f"could not connect to {where} within {timeout} s") from None
+    except OSError as exc:
+        raise httpcore.ConnectError(_reason(exc, f"could not connect to {where}")) from exc
+    assert isinstance(transport, asyncio.Transport)
+    return AsyncioStream(transport, protocol)
+
+
 def _on_asyncio() -> bool:
     try:
         return sniffio.current_async_library() == "asyncio"
@@ -291,22 +306,14 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
     ) -> httpcore.AsyncNetworkStream:
         if socket_options or not _on_asyncio():
             return await self._other().connect_tcp(host, port, timeout, local_address, socket_options)
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(timeout):
-                transport, protocol = await loop.create_connection(
-                    _Protocol,
-                    host,
-                    port,
-                    local_addr=(local_address, 0) if local_address else None,
-                    happy_eyeballs_delay=0.25,  # as anyio's connect_tcp (RFC 8305)
-                )
-        except TimeoutError:
-            raise httpcore.ConnectTimeout(f"could not connect to {host}:{port} within {timeout} s") from None
-        except OSError as exc:
-            raise httpcore.ConnectError(_reason(exc, f"could not connect to {host}:{port}")) from exc
-        assert isinstance(transport, asyncio.Transport)
-        return AsyncioStream(transport, protocol)
+        connecting = asyncio.get_running_loop().create_connection(
+            _Protocol,
+            host,
+            port,
+            local_addr=(local_address, 0) if local_address else None,
+            happy_eyeballs_delay=0.25,  # as anyio's connect_tcp (RFC 8305)
+        )
+        return await _connected(connecting, f"{host}:{port}", timeout)
 
     async def connect_unix_socket(
         self,
@@ -316,16 +323,8 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
     ) -> httpcore.AsyncNetworkStream:
         if socket_options or not _on_asyncio():
             return await self._other().connect_unix_socket(path, timeout, socket_options)
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(timeout):
-                transport, protocol = await loop.create_unix_connection(_Protocol, path)
-        except TimeoutError:
-            raise httpcore.ConnectTimeout(f"could not connect to {path} within {timeout} s") from None
-        except OSError as exc:
-            raise httpcore.ConnectError(_reason(exc, f"could not connect to {path}")) from exc
-        assert isinstance(transport, asyncio.Transport)
-        return AsyncioStream(transport, protocol)
+        connecting = asyncio.get_running_loop().create_unix_connection(_Protocol, path)
+        return await _connected(connecting, path, timeout)
 
     async def sleep(self, seconds: float) -> None:
         if _on_asyncio():
