@@ -21,6 +21,7 @@ import socket
 import ssl
 import struct
 import subprocess
+import sys
 import termios
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -941,7 +942,65 @@ async def test_a_plain_pool_keeps_the_orphan_of_a_cancelled_request() -> None:
         assert len(backend.streams) == 1
 
 
+def closing_responder(body: bytes) -> Handler:
+    """Answers one request with ``body`` and ``Connection: close``, then ends the connection."""
+
+    async def handle(peer: Peer) -> None:
+        head = await peer.reader.readuntil(b"\r\n\r\n")
+        peer.heads.append(head)
+        peer.writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        await peer.writer.drain()
+        peer.writer.close()
+
+    return handle
+
+
+async def _cancel_a_queued_request_as_it_gets_a_new_connection(pool: httpcore.AsyncConnectionPool, url: str) -> None:
+    """The window of encode/httpcore#1093 as a busy pool opens it, with no help from the backend.
+
+    With one connection allowed, request B queues behind A. A's server closes its connection, so
+    when A's response closes the pool gives B a *new* connection and wakes it; B is cancelled before
+    it runs (a timeout expiring at that moment), so the new connection never gets its request.
+    """
+    async with pool.stream("GET", url, extensions=bounded()) as first:
+        queued = asyncio.create_task(pool.request("GET", url, extensions=bounded()))
+        await spin()
+        assert pool._requests[-1].is_queued()  # B waits for a connection
+        await first.aread()
+    # A's response is closed: B holds a new connection and has not run yet.
+    queued.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await queued
+
+
+async def test_a_plain_pool_keeps_the_orphan_of_a_queued_request_cancelled_as_it_is_woken() -> None:
+    async with serve(closing_responder(b"ok")) as server, httpcore.AsyncConnectionPool(max_connections=1) as pool:
+        url = f"http://127.0.0.1:{server.port}/"
+        await _cancel_a_queued_request_as_it_gets_a_new_connection(pool, url)
+
+        [orphan] = pool.connections
+        assert orphan.info() == "CONNECTING"
+        assert not (orphan.is_idle() or orphan.is_closed() or orphan.is_available())
+        with pytest.raises(httpcore.PoolTimeout):
+            await pool.request("GET", url, extensions=bounded(pool=0))
+
+
 async def test_the_sdk_pool_closes_the_orphan_and_serves_the_next_request() -> None:
+    async with (
+        serve(closing_responder(b"ok")) as server,
+        SDKConnectionPool(max_connections=1, network_backend=AsyncioBackend()) as pool,
+    ):
+        url = f"http://127.0.0.1:{server.port}/"
+        await _cancel_a_queued_request_as_it_gets_a_new_connection(pool, url)
+
+        response = await pool.request("GET", url, extensions=bounded())
+
+        assert (response.status, response.content) == (200, b"ok")
+        assert len(server.seen) == 2  # A's connection and this one: the orphan never connected
+        assert all(connection.info() != "CONNECTING" for connection in pool.connections)
+
+
+async def test_a_request_cancelled_as_its_connection_opens_leaves_nothing_behind_on_the_sdk_pool() -> None:
     backend = CancelAfterConnect()
     async with (
         serve(responder(b"ok")) as server,
@@ -951,13 +1010,11 @@ async def test_the_sdk_pool_closes_the_orphan_and_serves_the_next_request() -> N
         await _cancel_in_the_window(pool, url)
 
         assert pool.connections == []
-        orphan_stream = backend.streams[0]
-        assert isinstance(orphan_stream, AsyncioStream)
-        assert orphan_stream._transport.is_closing()
-        orphan_peer = server.seen[0]
+        first = backend.streams[0]
+        assert isinstance(first, AsyncioStream)
+        assert first._transport.is_closing()
         async with asyncio.timeout(BOUND):
-            await orphan_peer.ended.wait()  # the server saw the connection end...
-        assert orphan_peer.heads == []  # ...with no request on it: it was the NEW one
+            await server.seen[0].ended.wait()  # the server saw the connection end
 
         response = await pool.request("GET", url, extensions=bounded())
 
@@ -965,6 +1022,61 @@ async def test_the_sdk_pool_closes_the_orphan_and_serves_the_next_request() -> N
         assert len(backend.streams) == 2
         [connection] = pool.connections
         assert connection.is_idle()
+
+
+@pytest.fixture
+def loop_passes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Records every pass anyio makes round the event loop for a checkpoint (``sleep(0)``)."""
+    import anyio._backends._asyncio as anyio_asyncio
+
+    passes: list[str] = []
+    real_sleep = asyncio.sleep  # what anyio's asyncio backend imported as its ``sleep``
+    assert anyio_asyncio.sleep is real_sleep  # type: ignore[attr-defined]
+
+    async def sleep(delay: float, result: Any = None) -> Any:
+        if delay == 0:
+            passes.append(sys._getframe(1).f_code.co_name)
+        return await real_sleep(delay, result)
+
+    monkeypatch.setattr(anyio_asyncio, "sleep", sleep)
+    return passes
+
+
+@pytest.mark.parametrize("sdk_pool", [True, False], ids=["sdk-pool", "httpcore-pool"])
+async def test_a_request_on_the_sdk_pool_takes_its_locks_without_passing_round_the_loop(
+    sdk_pool: bool, loop_passes: list[str]
+) -> None:
+    """httpcore's locks yield once per uncontended acquire; the SDK's pool keeps the locking, not the yields."""
+    pool_type = SDKConnectionPool if sdk_pool else httpcore.AsyncConnectionPool
+    async with serve(responder(b"ok")) as server, pool_type(network_backend=AsyncioBackend()) as pool:
+        url = f"http://127.0.0.1:{server.port}/"
+        for _ in range(2):  # a new connection, then the kept-alive one
+            loop_passes.clear()
+            response = await pool.request("GET", url, extensions=bounded())
+            assert response.content == b"ok"
+            if sdk_pool:
+                assert loop_passes == []
+            else:
+                assert loop_passes.count("cancel_shielded_checkpoint") == 3  # three lock acquires
+        [connection] = pool.connections
+        assert connection.is_idle()
+
+
+async def test_the_sdk_pools_locks_still_exclude(loop_passes: list[str]) -> None:
+    """A contended fast lock waits for its holder, as httpcore's does."""
+    from audian_fax_async._netbackend import _FastLock
+
+    lock, order = _FastLock(), []
+
+    async def hold(name: str) -> None:
+        async with lock:
+            order.append(f"{name} in")
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            order.append(f"{name} out")
+
+    await asyncio.gather(hold("a"), hold("b"))
+    assert order == ["a in", "a out", "b in", "b out"]
 
 
 async def test_the_sdk_pool_leaves_connections_in_use_open() -> None:
