@@ -5,6 +5,13 @@ the SDK's ``download_all`` against the reference's sequential ``requests`` loop 
 unbounded ``asyncio.gather`` of bare httpx downloads (which sleeps ``Retry-After`` on a 429 and
 tries again, or it would never finish). Throughput is reported as a share of the ideal for 10
 slots: 10 / the time of one download alone.
+
+The time of one download alone is measured in every round, beside the runs it is the unit of (a
+slower machine for a minute slows both). Files go to ``FAST_DIR`` (tmpfs) as in scenarios 2 to 5:
+what this scenario measures is whether the client keeps its 10 slots busy, and this machine's disk
+(ext4 on a virtual disk) costs any client 1.3-2 ms of kernel CPU per document written, and stalls
+now and then. The SDK writing to the disk (the system's temporary folder, fsync and all) runs beside
+the others in every round and is reported next to the target.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from attrs import asdict, frozen
 from audian_fax_async import AiohttpTransport
 
 from ._baselines import httpx_loop, sdk_download_all
-from ._harness import Measure, alternate, clock, target
+from ._harness import FAST_DIR, Measure, alternate, clock, target
 from ._servers import Backend, backend
 
 NAME = "latency"
@@ -37,12 +44,18 @@ class Params:
     size: int = 460_800
     latency: float = 0.05
     requests_faxes: int = 1000
-    probes: int = 15
-    rounds: int = 3
+    probes: int = 10
+    rounds: int = 5
+    workdir: str = FAST_DIR
+    disk_dir: str = tempfile.gettempdir()
 
 
 FULL = Params()
 TINY = Params(faxes=12, size=20_000, latency=0.01, requests_faxes=4, probes=3, rounds=1)
+
+#: The runs alternated in every round: the ideal's unit, the SDK (and on AiohttpTransport), a bare
+#: httpx loop with 10 slots, and the SDK writing to the disk.
+VARIANTS = ("probe", "sdk", "sdk_aiohttp", "httpx_10", "sdk_disk")
 
 
 def _count_429(server: Backend, key: str) -> int:
@@ -115,25 +128,28 @@ def run(params: Params) -> dict[str, Any]:
         have_requests = False
     else:
         have_requests = True
-    work = Path(tempfile.mkdtemp(prefix="bench-latency-"))
+    work = Path(tempfile.mkdtemp(prefix="bench-latency-", dir=params.workdir))
+    disk = Path(tempfile.mkdtemp(prefix="bench-latency-disk-", dir=params.disk_dir))
     try:
         with backend(nginx=False, latency=params.latency) as server:
             probe = server.add_account("lat-probe", params.probes, params.size)
             server.add_account("lat-gather", params.faxes, params.size)
             gather_ids = [f["id"] for f in _list_all(server, "lat-gather")]
-            one = _one_download_time(server, "lat-probe", probe)
-            ideal = SLOTS / one
 
-            # The three 10-slot variants alternate (rotating order) over ``rounds``, each run on an
-            # account of its own, so no run finds documents the emulator has already produced.
+            # The variants alternate (rotating order) over ``rounds``, each run on an account of its
+            # own, so no run finds documents the emulator has already produced.
             refused: dict[str, int] = {}
+            probes: list[float] = []
             runs = itertools.count()
 
             def measure(kind: str) -> Measure:
                 def one_run() -> float:
+                    if kind == "probe":
+                        probes.append(_one_download_time(server, "lat-probe", probe))
+                        return probes[-1]
                     key = f"lat-{kind}-{next(runs)}"
                     server.add_account(key, params.faxes, params.size)
-                    dest = work / key
+                    dest = (disk if kind == "sdk_disk" else work) / key
                     dest.mkdir()
                     if kind == "httpx_10":
                         urls = [server.download_url(f["id"]) for f in _list_all(server, key)]
@@ -150,9 +166,9 @@ def run(params: Params) -> dict[str, Any]:
 
                 return one_run
 
-            timings = alternate({kind: measure(kind) for kind in ("sdk", "sdk_aiohttp", "httpx_10")}, params.rounds)
-            sdk_s, sdk_aiohttp_s, httpx_s = (timings.median(k) for k in ("sdk", "sdk_aiohttp", "httpx_10"))
-            sdk_429, sdk_aiohttp_429, httpx_429 = (refused[k] for k in ("sdk", "sdk_aiohttp", "httpx_10"))
+            timings = alternate({kind: measure(kind) for kind in VARIANTS}, params.rounds)
+            one = timings.median("probe")
+            ideal = SLOTS / one
 
             (work / "gather").mkdir()
             start = clock()
@@ -169,46 +185,59 @@ def run(params: Params) -> dict[str, Any]:
                 requests_rate = done / (clock() - start)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(disk, ignore_errors=True)
 
-    sdk_rate = params.faxes / sdk_s
+    def share(kind: str) -> float:
+        return params.faxes / timings.median(kind) / ideal
+
+    sdk_rate = params.faxes / timings.median("sdk")
     gather_rate = params.faxes / gather_s
-    share = sdk_rate / ideal
-    aiohttp_share = params.faxes / sdk_aiohttp_s / ideal
     metrics: dict[str, Any] = {
         "one_download_s": round(one, 4),
+        "one_download_s_per_round": [round(p, 4) for p in probes],
         "ideal_faxes_per_s": round(ideal, 2),
-        "sdk_faxes_per_s": round(sdk_rate, 2),
-        "sdk_share_of_ideal": round(share, 3),
-        "sdk_429": sdk_429,
-        "sdk_aiohttp_faxes_per_s": round(params.faxes / sdk_aiohttp_s, 2),
-        "sdk_aiohttp_share_of_ideal": round(params.faxes / sdk_aiohttp_s / ideal, 3),
-        "sdk_aiohttp_429": sdk_aiohttp_429,
-        "httpx_10_faxes_per_s": round(params.faxes / httpx_s, 2),
-        "httpx_10_share_of_ideal": round(params.faxes / httpx_s / ideal, 3),
-        "httpx_10_429": httpx_429,
-        "sdk_vs_httpx_10": round(httpx_s / sdk_s, 3),
-        "gather_faxes_per_s": round(gather_rate, 2),
-        "gather_share_of_ideal": round(gather_rate / ideal, 3),
-        "gather_429": gather_429,
-        "sdk_vs_gather": round(sdk_rate / gather_rate, 2),
     }
+    for kind in VARIANTS[1:]:
+        metrics[f"{kind}_faxes_per_s"] = round(params.faxes / timings.median(kind), 2)
+        metrics[f"{kind}_share_of_ideal"] = round(share(kind), 3)
+        metrics[f"{kind}_share_per_round"] = [round(params.faxes / t / ideal, 3) for t in timings.runs[kind]]
+        metrics[f"{kind}_429"] = refused[kind]
+    metrics["sdk_vs_httpx_10"] = round(timings.ratio("sdk", "httpx_10"), 3)
+    metrics["gather_faxes_per_s"] = round(gather_rate, 2)
+    metrics["gather_share_of_ideal"] = round(gather_rate / ideal, 3)
+    metrics["gather_429"] = gather_429
+    metrics["sdk_vs_gather"] = round(sdk_rate / gather_rate, 2)
     if requests_rate is not None:
         metrics["requests_faxes_per_s"] = round(requests_rate, 2)
         metrics["requests_share_of_ideal"] = round(requests_rate / ideal, 3)
         metrics["requests_429"] = 0
         metrics["sdk_vs_requests"] = round(sdk_rate / requests_rate, 2)
+    sdk_429 = sum(refused[k] for k in ("sdk", "sdk_aiohttp", "sdk_disk"))
     return {
         "params": asdict(params),
         "runs": timings.to_json(),
         "metrics": metrics,
         "targets": [
-            target("SDK throughput, share of the ideal for 10 slots", "≥ 95%", share * 100, share >= 0.95, unit="%"),
-            target("429s provoked by the SDK", "0", sdk_429, sdk_429 == 0),
+            target(
+                "SDK throughput, share of the ideal for 10 slots",
+                "≥ 95%",
+                share("sdk") * 100,
+                share("sdk") >= 0.95,
+                unit="%",
+            ),
+            target("429s provoked by the SDK (every SDK run)", "0", sdk_429, sdk_429 == 0),
             target(
                 "SDK on AiohttpTransport, share of the ideal for 10 slots",
                 "≥ 95%",
-                aiohttp_share * 100,
-                aiohttp_share >= 0.95,
+                share("sdk_aiohttp") * 100,
+                share("sdk_aiohttp") >= 0.95,
+                unit="%",
+            ),
+            target(
+                "SDK writing to this machine's disk (ext4, virtual), share of the ideal",
+                "report (disk-bound here)",
+                share("sdk_disk") * 100,
+                True,
                 unit="%",
             ),
         ],
