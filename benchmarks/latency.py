@@ -241,7 +241,7 @@ def run(params: Params) -> dict[str, Any]:
             ),
             target(
                 "SDK writing to this machine's disk (ext4, virtual), share of the ideal",
-                "report (disk-bound here)",
+                "report (no target)",
                 share("sdk_disk") * 100,
                 True,
                 unit="%",
