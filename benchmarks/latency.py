@@ -219,26 +219,18 @@ def run(params: Params) -> dict[str, Any]:
         metrics["requests_429"] = 0
         metrics["sdk_vs_requests"] = round(sdk_rate / requests_rate, 2)
     sdk_429 = sum(refused[k] for k in ("sdk", "sdk_aiohttp", "sdk_disk"))
+
+    def share_target(name: str, kind: str) -> dict[str, Any]:
+        return target(name, "≥ 95%", share(kind) * 100, share(kind) >= 0.95, unit="%")
+
     return {
         "params": asdict(params),
         "runs": timings.to_json(),
         "metrics": metrics,
         "targets": [
-            target(
-                "SDK throughput, share of the ideal for 10 slots",
-                "≥ 95%",
-                share("sdk") * 100,
-                share("sdk") >= 0.95,
-                unit="%",
-            ),
+            share_target("SDK throughput, share of the ideal for 10 slots", "sdk"),
             target("429s provoked by the SDK (every SDK run)", "0", sdk_429, sdk_429 == 0),
-            target(
-                "SDK on AiohttpTransport, share of the ideal for 10 slots",
-                "≥ 95%",
-                share("sdk_aiohttp") * 100,
-                share("sdk_aiohttp") >= 0.95,
-                unit="%",
-            ),
+            share_target("SDK on AiohttpTransport, share of the ideal for 10 slots", "sdk_aiohttp"),
             target(
                 "SDK writing to this machine's disk (ext4, virtual), share of the ideal",
                 "report (no target)",
