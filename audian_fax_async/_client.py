@@ -15,7 +15,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import httpx
-import sniffio
 
 from ._config import (
     DEFAULT_LIMITS,
@@ -43,6 +42,7 @@ from ._exceptions import (
 )
 from ._limiter import DownloadLimiter, acquire_fast, default_limiter
 from ._retry import RetryPolicy, call_with_retries, parse_retry_after
+from ._threads import on_asyncio
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -323,6 +323,9 @@ class FaxClient:
         try:
             if self._direct is not None:
                 return await self._send_direct(self._direct, request, stream=stream)
+            own_pool = self._own_pool()
+            if own_pool is not None:
+                return await self._send_direct(own_pool, request, stream=stream)
             if self._pool_gate is None:
                 return await self._http.send(request, stream=stream, follow_redirects=False)
             return await self._send_gated(request, stream=stream)
@@ -364,14 +367,22 @@ class FaxClient:
             response.elapsed = datetime.timedelta(seconds=time.perf_counter() - start)
         return response
 
-    async def _send_gated(self, request: httpx.Request, *, stream: bool) -> httpx.Response:
-        """Send through httpx's own pool, letting requests into it one at a time where that is needed.
+    def _own_pool(self) -> httpx.AsyncBaseTransport | None:
+        """httpx's transport on the SDK's pool, where requests may go straight to it, else None.
 
-        On asyncio, where httpx's transport runs on the SDK's pool and no proxy is mounted, the
-        request goes straight to that transport (:meth:`_send_direct`): the SDK's pool takes its
-        connection locks without passing round the loop, so a request holds its connection before
-        any other can enter, and the gate below has nothing left to prevent (one pass per request
-        without it, measured; 1.06x -> 1.14x a bare httpx loop).
+        That is on asyncio with no proxy mounted: the SDK's pool takes its connection locks without
+        passing round the loop, so a request holds its connection before any other can enter, and
+        the gate of :meth:`_send_gated` has nothing left to prevent (one pass into the pool per
+        request without it, measured; 1.06x -> 1.14x a bare httpx loop). Under trio its locks
+        checkpoint, and the gate stays.
+        """
+        http = self._http
+        if not isinstance(http, _HTTPClient) or http.sdk_pool_transport is None or getattr(http, "_mounts", True):
+            return None
+        return http.sdk_pool_transport if on_asyncio() else None
+
+    async def _send_gated(self, request: httpx.Request, *, stream: bool) -> httpx.Response:
+        """Send through httpx's own pool, letting requests into it one at a time.
 
         httpcore hands every waiting request the *first* idle connection: two requests that enter
         the pool in the same loop iteration get the same one, and the second fails with
@@ -381,10 +392,6 @@ class FaxClient:
         sent, or a new connection being opened) makes every pass the last. Nothing waits on the
         network under the lock.
         """
-        own_pool = self._http.sdk_pool_transport if isinstance(self._http, _HTTPClient) else None
-        if own_pool is not None and not getattr(self._http, "_mounts", True) and _on_asyncio():
-            return await self._send_direct(own_pool, request, stream=stream)
-
         import anyio
 
         gate = self._pool_gate
@@ -686,10 +693,3 @@ def _safe_url(url: httpx.URL) -> str:
 def check_limit(limit: int) -> None:
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100:
         raise InvalidRequestError(f"limit must be an integer from 1 to 100, got {limit!r}")
-
-
-def _on_asyncio() -> bool:
-    try:
-        return sniffio.current_async_library() == "asyncio"
-    except sniffio.AsyncLibraryNotFoundError:
-        return False

@@ -44,6 +44,8 @@ import httpx
 import sniffio
 from httpcore._synchronization import AsyncLock
 
+from ._threads import on_asyncio
+
 __all__ = [
     "HIGH_WATER",
     "LOW_WATER",
@@ -273,13 +275,6 @@ async def _connected(
     return AsyncioStream(transport, protocol)
 
 
-def _on_asyncio() -> bool:
-    try:
-        return sniffio.current_async_library() == "asyncio"
-    except sniffio.AsyncLibraryNotFoundError:
-        return False
-
-
 class AsyncioBackend(httpcore.AsyncNetworkBackend):
     """httpcore's network backend on asyncio transports; httpcore's own backend elsewhere."""
 
@@ -306,7 +301,7 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[_SocketOption] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        if socket_options or not _on_asyncio():
+        if socket_options or not on_asyncio():
             return await self._other().connect_tcp(host, port, timeout, local_address, socket_options)
         connecting = asyncio.get_running_loop().create_connection(
             _Protocol,
@@ -323,13 +318,13 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         timeout: float | None = None,
         socket_options: Iterable[_SocketOption] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        if socket_options or not _on_asyncio():
+        if socket_options or not on_asyncio():
             return await self._other().connect_unix_socket(path, timeout, socket_options)
         connecting = asyncio.get_running_loop().create_unix_connection(_Protocol, path)
         return await _connected(connecting, path, timeout)
 
     async def sleep(self, seconds: float) -> None:
-        if _on_asyncio():
+        if on_asyncio():
             await asyncio.sleep(seconds)
         else:
             await self._other().sleep(seconds)

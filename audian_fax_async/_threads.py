@@ -119,13 +119,17 @@ if hasattr(os, "register_at_fork"):  # a forked child (gunicorn --preload, multi
     os.register_at_fork(after_in_child=lambda: _pool._after_fork())
 
 
+def on_asyncio() -> bool:
+    """True inside an asyncio event loop (not trio, not outside any loop)."""
+    try:
+        return sniffio.current_async_library() == "asyncio"
+    except sniffio.AsyncLibraryNotFoundError:
+        return False
+
+
 async def run_blocking(fn: Callable[..., T], *args: Any) -> T:
     """Run ``fn(*args)`` in a worker thread and return its result (its exception is raised here)."""
-    try:
-        library = sniffio.current_async_library()
-    except sniffio.AsyncLibraryNotFoundError:
-        library = ""
-    if library != "asyncio":
+    if not on_asyncio():
         return await anyio.to_thread.run_sync(fn, *args)
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()

@@ -39,13 +39,13 @@ def pool_passes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 def entry(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Both ways into the pool: straight to the transport (asyncio), or through the gate (as on trio)."""
     if request.param == "gated":
-        monkeypatch.setattr(client_module, "_on_asyncio", lambda: False)
+        monkeypatch.setattr(client_module, "on_asyncio", lambda: False)
     return str(request.param)
 
 
 @pytest.fixture
 def gated(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(client_module, "_on_asyncio", lambda: False)
+    monkeypatch.setattr(client_module, "on_asyncio", lambda: False)
 
 
 async def _downloads(client: FaxClient, dest: Path) -> int:
