@@ -62,6 +62,10 @@ class ManifestEntry:
     marked: str | None = None
 
 
+#: One encoder for every manifest line (``json.dumps`` with separators builds a new one per call).
+_LINE_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
 def _on_event_loop() -> bool:
     """Whether the calling thread is running an asyncio event loop (not a worker thread)."""
     try:
@@ -117,14 +121,14 @@ class Manifest:
                 if sync is not None and sync.aio:  # the write here (page cache), the fsync in the kernel
                     self.write(entry, fsync=False)
                     assert self._fd is not None
-                    await sync.fsync(self._fd)
+                    await sync.fsync_shared(self._fd)
                 else:
                     await anyio.to_thread.run_sync(self.write, entry)
 
     def write(self, entry: ManifestEntry, *, fsync: bool = True) -> None:
         """Append ``entry``, then fsync unless told not to (blocking: call it from a worker thread,
         or with ``fsync=False`` from the loop, and fsync :attr:`fd` after)."""
-        line = json.dumps(
+        line = _LINE_ENCODER.encode(
             {
                 "id": entry.id,
                 "path": entry.path,
@@ -132,8 +136,7 @@ class Manifest:
                 "sha256": entry.sha256,
                 "marked": entry.marked,
                 "at": datetime.now(UTC).isoformat(timespec="seconds"),
-            },
-            separators=(",", ":"),
+            }
         )
         with self._thread_lock:  # writers in several worker threads: one line at a time
             self._write(line, fsync)

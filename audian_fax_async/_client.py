@@ -7,6 +7,7 @@ import functools
 import json as _json
 import logging
 import math
+import re
 import ssl
 import time
 from collections.abc import Callable, Mapping
@@ -60,6 +61,14 @@ T = TypeVar("T")
 AUTH_HEADER = "X-Auth-Token"
 _REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS = 5
+#: An API path that httpx keeps exactly as written: unreserved characters, "/" and %XX escapes (what
+#: ``fax_path`` and the other resource paths produce), so its URL can be made without parsing it.
+_PLAIN_PATH = re.compile(r"(?:[A-Za-z0-9._~/-]|%[0-9A-F]{2})*")
+#: Methods for which httpx adds no Content-Length to a request without a body.
+_BODYLESS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
+_NO_BODY = httpx.ByteStream(b"")
+#: Merged header sets kept per client (one per distinct ``headers`` argument; resumes add more).
+_HEADER_SETS = 16
 
 
 class FaxClient:
@@ -104,6 +113,10 @@ class FaxClient:
         self.base_url = resolve_base_url(base_url)
         self._origin = (self.base_url.scheme, self.base_url.host, self.base_url.port)
         self._base_str = str(self.base_url)
+        # httpx's parsed form of base_url (a NamedTuple), from which url_for() makes the URL of a plain
+        # path without parsing it again; None if httpx's internals ever change shape.
+        reference = getattr(self.base_url, "_uri_reference", None)
+        self._base_ref: Any = reference if hasattr(reference, "_replace") and hasattr(reference, "path") else None
         if not 1 <= max_concurrent_downloads <= DEFAULT_MAX_CONCURRENT_DOWNLOADS:
             raise ConfigurationError(
                 f"max_concurrent_downloads must be between 1 and {DEFAULT_MAX_CONCURRENT_DOWNLOADS} "
@@ -135,6 +148,7 @@ class FaxClient:
         # re-parses the URL and re-merges everything: 66 instead of 28 µs per request).
         self._defaults_of: httpx.AsyncClient | None = None  # the client _base_headers were taken from
         self._base_headers = httpx.Headers()
+        self._header_sets: dict[tuple[Any, ...], tuple[httpx.Headers, httpx.Headers]] = {}
         self._timeout_ext: dict[str, float | None] = {}
         self._closed = False
         # A transport given to the SDK's own client: requests go straight to it (see _send_raw).
@@ -217,8 +231,16 @@ class FaxClient:
         """The absolute URL of an API path such as ``fax/received`` (relative to ``base_url``)."""
         if path.startswith(("http://", "https://")):
             return httpx.URL(path)
+        path = path.lstrip("/")
+        base = self._base_ref
+        if base is not None and _PLAIN_PATH.fullmatch(path) and "/." not in "/" + path and "//" not in path:
+            # Nothing in the path for httpx to quote or normalise (no dot segments): the base's parsed
+            # form with the path appended is the URL httpx would parse, in 1 instead of 15-20 µs.
+            url = httpx.URL.__new__(httpx.URL)
+            url._uri_reference = base._replace(path=base.path + path)
+            return url
         # Plain concatenation (base_url always ends in "/"): URL.join costs about 3x as much per request.
-        return httpx.URL(self._base_str + path.lstrip("/"))
+        return httpx.URL(self._base_str + path)
 
     def _same_origin(self, url: httpx.URL) -> bool:
         return (url.scheme, url.host, url.port) == self._origin
@@ -245,19 +267,38 @@ class FaxClient:
             self._base_headers = httpx.Headers(self._http.headers)
             self._base_headers.update(self._headers)
             self._timeout_ext = self._http.timeout.as_dict()
+            self._header_sets.clear()
             self._defaults_of = self._http
-        all_headers = self._base_headers.copy()
-        if headers:
-            all_headers.update(headers)
-        if self._same_origin(target):
-            all_headers[AUTH_HEADER] = self._api_key
-        return httpx.Request(
+        # Merging httpx's defaults, the client's and the call's headers costs ~25 µs; the same few
+        # sets recur (every download asks with the same headers), so each merged set is kept, with
+        # the Host header httpx would put first for the API's own origin.
+        same_origin = self._same_origin(target)
+        key = (same_origin, *headers.items()) if headers else (same_origin,)
+        kept = self._header_sets.get(key)
+        if kept is None:
+            merged = self._base_headers.copy()
+            if headers:
+                merged.update(headers)
+            if same_origin:
+                merged[AUTH_HEADER] = self._api_key
+            hosted = httpx.Headers([(b"Host", target.netloc), *merged.raw]) if "Host" not in merged else merged
+            kept = (merged, hosted)
+            if len(self._header_sets) < _HEADER_SETS:
+                self._header_sets[key] = kept
+        extensions = {"timeout": dict(self._timeout_ext)}
+        if same_origin and json is None and not clean_params and method in _BODYLESS:
+            # What httpx would build (Host first, no body, no Content-Length), without its header
+            # re-normalising and body encoding: the request of every download.
+            request = httpx.Request(method, target, headers=kept[1], stream=_NO_BODY, extensions=extensions)
+            request.read()
+            return request
+        return httpx.Request(  # it copies the headers it is given: the kept set is never changed
             method,
             target,
             params=clean_params or None,
             json=json,
-            headers=all_headers,
-            extensions={"timeout": dict(self._timeout_ext)},
+            headers=kept[0],
+            extensions=extensions,
         )
 
     def _redirect(self, request: httpx.Request, response: httpx.Response) -> httpx.Request:

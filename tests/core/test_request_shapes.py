@@ -448,7 +448,10 @@ _BUILD_CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("GET", "fax/received", {"headers": {"accept": "text/csv", "X-Extra": "1"}}),
     ("PUT", "fax/received/fax_1", {"json": {"status": "processed"}}),
     ("POST", "fax/received/fax_1/archive", {}),
+    ("DELETE", "webhooks/wh_1", {}),
+    ("GET", "fax/received/a%2Fb%20c/download", {"headers": {"Accept": "application/pdf"}}),
     ("GET", "https://elsewhere.example/file.pdf", {}),  # another origin: no key
+    ("GET", "https://api.example.test/v2/fax/received", {}),  # the API's origin, absolute: the key
 ]
 
 
@@ -458,7 +461,9 @@ def test_build_request_matches_what_httpx_builds(
     method: str, path: str, kwargs: dict[str, Any], default_headers: dict[str, str] | None
 ) -> None:
     client = FaxClient(API_KEY, base_url="https://api.example.test/v2", default_headers=default_headers, timeout=7)
-    fast = client.build_request(method, path, **kwargs)
+    first = client.build_request(method, path, **kwargs)
+    first.headers["X-Changed-After"] = "1"  # a built request's headers are its own, never the kept set's
+    fast = client.build_request(method, path, **kwargs)  # the second time from the kept header set
 
     # What httpx's own build_request makes of the same call (the path taken for an injected client).
     headers = httpx.Headers(client._headers)
@@ -475,8 +480,57 @@ def test_build_request_matches_what_httpx_builds(
     assert fast.headers.raw == slow.headers.raw
     assert fast.read() == slow.read()
     assert fast.extensions == slow.extensions
-    assert ("X-Auth-Token" in fast.headers) is path.startswith("fax/")
+    assert ("X-Auth-Token" in fast.headers) is not path.startswith("https://elsewhere")
     assert len(fast.headers.get_list("Accept")) == 1  # a header given in other case replaces, never doubles
+
+
+_URL_PATHS = [
+    "fax/received",
+    "/fax/received/fax_1/download",
+    "fax/received/a%2Fb%3F%23%20%25/download",  # fax_path's percent-encoded hostile id
+    "fax/received/a%2fb",  # lower-case escapes
+    "fax/received/%zz",  # not an escape
+    "fax/received/caf\u00e9 x",  # to be quoted
+    "fax/received/a?b=1#f",  # a query and a fragment
+    "fax/./received/../x",  # dot segments
+    "fax/.hidden/..",
+    "fax//received",
+    "fax/received/~a_b-c.d",
+    "",
+]
+_BASES = [
+    "https://api.example.test/v2",
+    "http://127.0.0.1:8080/",
+    "http://user:pw@[::1]:81/a%20b/",
+    "https://bücher.example/",
+]
+
+
+@pytest.mark.parametrize("base", _BASES)
+@pytest.mark.parametrize("path", _URL_PATHS)
+def test_url_for_is_the_url_httpx_parses(base: str, path: str) -> None:
+    # url_for makes plain paths' URLs from the base's parsed form without parsing again: the result
+    # must be exactly what httpx makes of the whole string.
+    client = FaxClient(API_KEY, base_url=base)
+    made = client.url_for(path)
+    parsed = httpx.URL(str(client.base_url) + path.lstrip("/"))
+    assert made == parsed
+    assert str(made) == str(parsed) and made.raw_path == parsed.raw_path and made.netloc == parsed.netloc
+    assert (made.scheme, made.host, made.port, made.query, made.fragment) == (
+        parsed.scheme,
+        parsed.host,
+        parsed.port,
+        parsed.query,
+        parsed.fragment,
+    )
+
+
+def test_the_kept_header_sets_are_bounded() -> None:
+    client = FaxClient(API_KEY, base_url="https://api.example.test/v2")
+    for offset in range(100):  # resumes: a new Range header each time
+        request = client.build_request("GET", "fax/received/f/download", headers={"Range": f"bytes={offset}-"})
+        assert request.headers["Range"] == f"bytes={offset}-"
+    assert len(client._header_sets) <= 16
 
 
 async def test_a_header_given_in_other_case_replaces_the_default_on_an_injected_client_too() -> None:
