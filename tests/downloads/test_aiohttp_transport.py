@@ -14,6 +14,7 @@ import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 import anyio
 import httpx
@@ -23,6 +24,7 @@ from audian_fax_async import (
     AiohttpTransport,
     APIConnectionError,
     APITimeoutError,
+    ConfigurationError,
     FaxClient,
     RetryPolicy,
 )
@@ -246,6 +248,36 @@ async def test_a_response_read_to_its_end_gives_the_connection_back_for_the_next
             await client.request("GET", "two")
 
     assert len(server.requests) == 2 and server.connections == 1
+
+
+@pytest.mark.parametrize(("given", "limits"), [(None, (256 * 1024, 512 * 1024)), (100_000, (100_000, 200_000))])
+async def test_each_connection_buffers_read_bufsize_before_it_stops_reading(
+    given: int | None, limits: tuple[int, int]
+) -> None:
+    # aiohttp's default (64 KiB: stop reading at 128 KiB unread) paused and resumed the socket on
+    # nearly every read of a fast download; the transport's buffer is 256 KiB unless told otherwise.
+    body = bytes(range(256)) * 8192  # 2 MiB
+
+    def big(request: bytes, conn: socket.socket, server: RawServer) -> bool:
+        conn.sendall(_respond("200 OK", body))
+        return True
+
+    transport = AiohttpTransport() if given is None else AiohttpTransport(read_bufsize=given)
+    with RawServer(big) as server:
+        try:
+            response = await transport.handle_async_request(httpx.Request("GET", f"{server.url}/doc"))
+            content = cast(Any, response.stream)._response.content  # aiohttp's StreamReader
+            assert content.get_read_buffer_limits() == limits
+            assert b"".join([chunk async for chunk in response.aiter_raw()]) == body
+            await response.aclose()
+        finally:
+            await transport.aclose()
+
+
+@pytest.mark.parametrize("size", [0, -1])
+def test_a_read_buffer_below_one_byte_is_refused(size: int) -> None:
+    with pytest.raises(ConfigurationError):
+        AiohttpTransport(read_bufsize=size)
 
 
 async def test_the_request_headers_reach_the_server_as_httpx_built_them() -> None:
