@@ -126,6 +126,7 @@ def ensure_nginx() -> str:
 
 
 _CONF = """
+{modules}
 worker_processes 1;
 daemon off;
 pid {root}/nginx.pid;
@@ -147,13 +148,27 @@ http {{
     upstream emulator {{ server {upstream}; keepalive 64; }}
     # Accounts whose key starts with "paced-" get documents at a WAN-like rate per connection.
     map $http_x_auth_token $document_rate {{ ~^paced- {paced_rate}; default 0; }}
+    # The account limit (when enforced): downloads per key at once, refused with a 429 like the API's.
+    limit_conn_zone $http_x_auth_token zone=accounts:1m;
+    limit_conn_status 429;
+    map $status $refused {{ 429 1; default 0; }}
+    log_format refused '$http_x_auth_token';
     server {{
         listen 127.0.0.1:{port} backlog=4096;
+        access_log {root}/refused.log refused if=$refused;
         # A download's document is the file named after the account's key.
         location ~ ^{prefix}/fax/received/[^/]+/download$ {{
+{download}
+        }}
+        location @document {{
             root {root}/docs;
             limit_rate $document_rate;
-            rewrite ^ /$http_x_auth_token.pdf break;
+            try_files /$http_x_auth_token.pdf =404;
+        }}
+        location @refused {{
+            default_type application/json;
+            add_header Retry-After 1 always;
+            return 429 '{{"error":{{"code":"too_many_concurrent_downloads","message":"slow down"}}}}';
         }}
         location / {{
             proxy_pass http://emulator;
@@ -164,14 +179,41 @@ http {{
     }}
 }}
 """
+#: Debian's echo module (a dependency of nginx-light): ``echo_sleep`` adds a download's latency.
+_ECHO_MODULE = "/usr/lib/nginx/modules/ngx_http_echo_module.so"
+
+
+def _download_location(latency: float, max_downloads: int | None) -> tuple[str, str]:
+    """The download location's body and the modules it needs."""
+    lines = []
+    if max_downloads is not None:
+        lines += [f"limit_conn accounts {max_downloads};", "error_page 429 = @refused;"]
+    modules = ""
+    if latency > 0:
+        # Like the emulator's --latency: the whole wait before the answer, then the file.
+        lines += [f"echo_sleep {latency:.3f};", "echo_exec @document;"]  # milliseconds at most
+        modules = f"load_module {_ECHO_MODULE};"
+    else:
+        lines += ["root {docs};", "limit_rate $document_rate;", "rewrite ^ /$http_x_auth_token.pdf break;"]
+    return "\n".join(" " * 12 + line for line in lines), modules
 
 
 class Nginx:
     """nginx on a free loopback port: documents from files, the rest proxied to the emulator."""
 
-    def __init__(self, emulator: EmulatorProcess, *, workdir: str | None = None, paced_rate: int = 20_000) -> None:
+    def __init__(
+        self,
+        emulator: EmulatorProcess,
+        *,
+        workdir: str | None = None,
+        paced_rate: int = 20_000,
+        latency: float = 0.0,
+        max_downloads: int | None = None,
+    ) -> None:
         self._emulator = emulator
         self._paced_rate = paced_rate
+        self._latency = latency
+        self._max_downloads = max_downloads
         self._tmp = tempfile.TemporaryDirectory(prefix="audian-nginx-", dir=workdir)
         self.root = Path(self._tmp.name)
         self.docs = self.root / "docs"
@@ -187,8 +229,11 @@ class Nginx:
         upstream = httpx.URL(self._emulator.base_url)
         port = free_port()
         conf = self.root / "nginx.conf"
+        download, modules = _download_location(self._latency, self._max_downloads)
         conf.write_text(
             _CONF.format(
+                modules=modules,
+                download=download.replace("{docs}", str(self.docs)),
                 root=self.root,
                 port=port,
                 upstream=f"{upstream.host}:{upstream.port}",
@@ -220,6 +265,13 @@ class Nginx:
                 self._proc.wait()
             self._proc = None
         self._tmp.cleanup()
+
+    def refused(self, key: str) -> int:
+        """The downloads of account ``key`` refused with a 429 so far (``max_downloads``)."""
+        log = self.root / "refused.log"
+        if not log.exists():
+            return 0
+        return sum(1 for line in log.read_text().splitlines() if line == key)
 
     def serve(self, keys: Sequence[str], size: int) -> None:
         """Serve one document of ``size`` bytes for every fax of the accounts ``keys``."""
@@ -266,19 +318,34 @@ class Backend:
     def download_url(self, fax_id: str) -> str:
         return f"{self.base_url}/fax/received/{fax_id}/download"
 
+    def refused(self, key: str) -> int:
+        """Requests of account ``key`` refused with a 429, by the emulator and by nginx."""
+        requests = self.emulator.stats(key)["requests"]
+        by_emulator = sum(int(by_status.get("429", 0)) for by_status in requests.values())
+        return by_emulator + (self.nginx.refused(key) if self.nginx is not None else 0)
+
 
 @contextlib.contextmanager
 def backend(
-    *, nginx: bool, latency: float = 0.0, workdir: str | None = None, paced_rate: int = 20_000
+    *,
+    nginx: bool,
+    latency: float = 0.0,
+    workdir: str | None = None,
+    paced_rate: int = 20_000,
+    max_downloads: int | None = None,
 ) -> Iterator[Backend]:
     """The emulator (with ``latency``), behind nginx when ``nginx`` is true.
 
     Behind nginx, accounts whose key starts with ``paced-`` receive documents at ``paced_rate``
-    bytes per second per connection (a far-away API); the others as fast as loopback allows.
+    bytes per second per connection (a far-away API); the others as fast as loopback allows. nginx
+    adds the same ``latency`` before each document, and refuses more than ``max_downloads`` at once
+    per account with a 429 and ``Retry-After: 1`` (as the API does) when that is given.
     """
     with EmulatorProcess(latency=latency) as emulator:
         if not nginx:
             yield Backend(emulator.base_url, emulator, None)
             return
-        with Nginx(emulator, workdir=workdir, paced_rate=paced_rate) as server:
+        with Nginx(
+            emulator, workdir=workdir, paced_rate=paced_rate, latency=latency, max_downloads=max_downloads
+        ) as server:
             yield Backend(server.base_url, emulator, server)
