@@ -44,7 +44,9 @@ from audian_fax_async._netbackend import (
     AsyncioBackend,
     AsyncioStream,
     SDKConnectionPool,
+    ZeroCopyReceiveBuffer,
     _expire,
+    _SDKHTTPConnection,
     use_asyncio_backend,
 )
 
@@ -1204,3 +1206,29 @@ async def test_aclose_after_a_write_timeout_drops_what_was_never_sent(open_strea
     # A plain close() would have kept the socket open to send all 16 MiB first (and forever, had the
     # peer never read); the connection ended with only what had reached the socket buffers.
     assert received < size
+
+
+async def test_the_sdk_pool_reads_bodies_through_the_zero_copy_buffer_and_they_arrive_whole() -> None:
+    body = bytes(range(256)) * 3000  # 768 KB: several received chunks, most taken whole
+    async with (
+        serve(responder(body)) as server,
+        SDKConnectionPool(max_connections=1, network_backend=AsyncioBackend()) as pool,
+    ):
+        url = f"http://127.0.0.1:{server.port}/doc"
+        for _ in range(3):  # the same connection, response after response
+            response = await pool.request("GET", url, extensions=bounded())
+            assert (response.status, response.content) == (200, body)
+        (connection,) = pool.connections
+        assert isinstance(connection, _SDKHTTPConnection)
+        http11 = connection._connection
+        assert isinstance(http11, httpcore.AsyncHTTP11Connection)
+        assert type(http11._h11_state._receive_buffer) is ZeroCopyReceiveBuffer
+    # httpcore's own pool keeps h11's buffer.
+    async with (
+        serve(responder(body)) as server,
+        httpcore.AsyncConnectionPool(network_backend=AsyncioBackend()) as plain,
+    ):
+        response = await plain.request("GET", f"http://127.0.0.1:{server.port}/doc", extensions=bounded())
+        assert response.content == body
+        (stock,) = plain.connections
+        assert type(stock._connection._h11_state._receive_buffer) is not ZeroCopyReceiveBuffer  # type: ignore[attr-defined]
