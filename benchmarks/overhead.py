@@ -36,7 +36,7 @@ class Params:
     faxes: int = 2000
     size: int = 460_800
     concurrency: int = 10
-    rounds: int = 3
+    rounds: int = 5
     nginx: bool = True
     workdir: str = FAST_DIR
 
