@@ -281,7 +281,12 @@ class FaxClient:
                 merged.update(headers)
             if same_origin:
                 merged[AUTH_HEADER] = self._api_key
-            hosted = httpx.Headers([(b"Host", target.netloc), *merged.raw]) if "Host" not in merged else merged
+            # Only the API's own origin takes the fast path below; its Host is the same for every request.
+            hosted = (
+                httpx.Headers([(b"Host", target.netloc), *merged.raw])
+                if same_origin and "Host" not in merged
+                else merged
+            )
             kept = (merged, hosted)
             if len(self._header_sets) < _HEADER_SETS:
                 self._header_sets[key] = kept
