@@ -1,9 +1,12 @@
 """``received.download_all``: the bulk archive engine.
 
-One task walks the listing (drift-proof, see ``_pagination``) and feeds a bounded memory stream;
-workers, two per download slot (one downloads while the other prepares or commits its file), take
-faxes from it, so the listing runs ahead just enough to keep every slot busy while memory stays
-bounded by the concurrency, not by the size of the archive.
+One task walks the listing (drift-proof, see ``_pagination``), opens each fax's temporary file and
+queues the download in a bounded memory stream; one worker per download slot takes them. A worker
+keeps its slot from one queued download to the next (so a slot never waits a loop iteration between
+two downloads) and hands each fetched body to a committer task (fsyncs, rename, manifest line), so a
+slot never waits for file work either; it lets the slot go as soon as another task waits for one.
+The listing runs ahead just enough to keep every slot busy while memory stays bounded by the
+concurrency, not by the size of the archive.
 Every fax ends as exactly one :class:`DownloadOutcome`: downloaded, skipped or failed with its
 error. A manifest in the destination folder (JSON lines, appended and fsynced after each file is
 durably in place) makes a rerun skip what is complete, also after the process was killed.
@@ -12,6 +15,7 @@ durably in place) makes a rerun skip what is complete, also after the process wa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import json
@@ -30,9 +34,10 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from attrs import define, field, frozen
 
-from ._download import download_file
+from ._download import FileDownload
 from ._durable import CommitSync
 from ._exceptions import AudianError, DestinationError, InvalidRequestError
+from ._limiter import Hold
 from ._models import DownloadOutcome, DownloadResult, FaxStatus, OutcomeKind, ReceivedFax
 from ._pacing import pacer
 from ._paths import cleanup_partial_files, is_inside, render_template, safe_filename
@@ -46,8 +51,14 @@ __all__ = ["MANIFEST_NAME", "BulkDownload", "BulkProgress", "Manifest", "Manifes
 logger = logging.getLogger("audian_fax_async")
 
 T = TypeVar("T")
+#: What the listing queues for the workers: a download ready to run, or a fax to prepare first.
+_Queued = FileDownload | ReceivedFax
 
 MANIFEST_NAME = ".audian-manifest.jsonl"
+#: Downloads a bulk worker runs back to back in one slot before it lets the slot go and takes it
+#: again (so that waiters this process cannot see, such as other processes on a shared
+#: ``RedisLimiter``, get their turn too). Waiters in this process take the slot at once.
+MAX_CHAINED = 16
 AfterAction = Literal["processed", "archived"]
 
 
@@ -271,6 +282,12 @@ class BulkDownload:
         self._listing_error: BaseException | None = None
         self._tg: TaskGroup | None = None
         self._slots: anyio.CapacityLimiter | None = None
+        # At the client's own cap, the bulk's limiter could never bind: its cost per fax is skipped.
+        self._limited = self._concurrency < client.max_concurrent_downloads
+        self._outcomes: MemoryObjectSendStream[DownloadOutcome] | None = None
+        self._tasks: TaskGroup | None = None  # the engine's: the listing, workers, committers, retries
+        # Downloads with a temporary file open (from opening it to the end of their commit).
+        self._unfinished: set[FileDownload] = set()
         self._receive: MemoryObjectReceiveStream[DownloadOutcome] | None = None
         self._entered = False
         self._exhausted = False
@@ -346,31 +363,48 @@ class BulkDownload:
             self._on_progress(self.progress)
 
     async def _engine(self, outcomes: MemoryObjectSendStream[DownloadOutcome]) -> None:
-        send, receive = anyio.create_memory_object_stream[ReceivedFax](self._concurrency * 2)
-        # Two workers per slot: while one holds a slot and downloads, the other creates or fsyncs its
-        # file and writes the manifest, so no slot idles during file work (measured: benchmarks/).
-        # Workers start one per listed fax until there are enough: fifty bulk downloads starting
-        # together then do not make a thousand tasks runnable in one loop iteration (benchmarks/).
+        # The listing starts every fax it can without leaving the loop (its temporary file opened)
+        # and queues the download; the others (a manifest entry or a file to check) go as faxes.
+        send, receive = anyio.create_memory_object_stream[_Queued](self._concurrency * 2)
+        # Fetched bodies wait here for a committer (fsyncs, rename, manifest line, after=).
+        commit_send, commit_receive = anyio.create_memory_object_stream[FileDownload](self._concurrency * 2)
+        # One worker per slot. A worker keeps its slot from one download to the next while the next
+        # is queued and nobody else waits for a slot, and hands each body to the committers: so a
+        # slot never waits for file work, nor for a loop iteration between two downloads
+        # (benchmarks/README.md, scenario 1). Workers start one per listed fax until there are
+        # enough: fifty bulk downloads starting together then do not make hundreds of tasks
+        # runnable in one loop iteration (benchmarks/README.md, scenario 5).
         self._slots = anyio.CapacityLimiter(self._concurrency)
-        workers = self._concurrency * 2
         self._sync = sync = CommitSync.start()
         sync.tail = self.manifest.fileno  # each commit's manifest line, fsynced after it is written
         self.manifest.sync = sync
         try:
-            async with outcomes, receive, anyio.create_task_group() as tg:
+            async with outcomes, receive, commit_receive, anyio.create_task_group() as tg:
+                self._outcomes, self._tasks = outcomes, tg
 
                 def spawn() -> None:
-                    tg.start_soon(self._worker, receive.clone(), outcomes.clone())
+                    tg.start_soon(self._worker, receive.clone(), commit_send.clone())
+                    tg.start_soon(self._committer, commit_receive.clone())
 
-                tg.start_soon(self._list, send, spawn, workers)
+                tg.start_soon(self._list, send, commit_send, spawn, self._concurrency)
         finally:
             # Every download has ended (commits are shielded inside them): close what they kept open.
+            # A download queued but never run (the run was cancelled) still has its temporary file.
+            for job in self._unfinished:
+                job.discard_now()
+            self._unfinished.clear()
             sync.close()
             self.manifest.sync = None
             self.manifest.close()
 
-    async def _list(self, send: MemoryObjectSendStream[ReceivedFax], spawn: Callable[[], None], workers: int) -> None:
-        async with send:
+    async def _list(
+        self,
+        send: MemoryObjectSendStream[_Queued],
+        commits: MemoryObjectSendStream[FileDownload],
+        spawn: Callable[[], None],
+        workers: int,
+    ) -> None:
+        async with send, commits:  # the workers hold clones of ``commits`` from here on
             try:
                 async for fax in self._client.received.iter(page_size=self._page_size, **self._filters):
                     if fax.id in self._seen:
@@ -381,7 +415,11 @@ class BulkDownload:
                     if workers > 0:
                         workers -= 1
                         spawn()
-                    await _send(send, fax)
+                    step = self._start_now(fax)
+                    if isinstance(step, DownloadOutcome):
+                        await self._emit(step)
+                    else:
+                        await _send(send, fax if step is None else step)
             except AudianError as exc:
                 logger.error("listing stopped after %d faxes: %s", self.progress.listed, exc)
                 self._listing_error = exc
@@ -390,32 +428,198 @@ class BulkDownload:
                 self._notify()
 
     async def _worker(
-        self, faxes: MemoryObjectReceiveStream[ReceivedFax], outcomes: MemoryObjectSendStream[DownloadOutcome]
+        self,
+        queue: MemoryObjectReceiveStream[_Queued],
+        commits: MemoryObjectSendStream[FileDownload],
     ) -> None:
-        async with faxes, outcomes:
+        async with queue, commits:
+            item: _Queued | None = None
+            while True:
+                if item is None:
+                    try:
+                        item = await _receive(queue)
+                    except anyio.EndOfStream:
+                        return
+                await pacer.turn()  # with many accounts in one loop, each fax takes its turn
+                if isinstance(item, ReceivedFax):
+                    step = await self._start(item)
+                    if isinstance(step, DownloadOutcome):
+                        item = None
+                        await self._emit(step)
+                        continue
+                    item = step
+                item = await self._run(item, queue, commits)
+
+    async def _committer(self, commits: MemoryObjectReceiveStream[FileDownload]) -> None:
+        async with commits:
             while True:
                 try:
-                    fax = await _receive(faxes)
+                    job = await _receive(commits)
                 except anyio.EndOfStream:
                     return
-                await pacer.turn()  # with many accounts in one loop, each fax takes its turn
-                outcome = await self._one(fax)
-                if outcome.kind is OutcomeKind.DOWNLOADED:
-                    self.progress.downloaded += 1
-                elif outcome.kind is OutcomeKind.SKIPPED:
-                    self.progress.skipped += 1
-                else:
-                    self.progress.failed += 1
-                self._notify()
-                await _send(outcomes, outcome)
+                await self._emit(await self._finish(job, None))
+
+    async def _emit(self, outcome: DownloadOutcome) -> None:
+        assert self._outcomes is not None
+        if outcome.kind is OutcomeKind.DOWNLOADED:
+            self.progress.downloaded += 1
+        elif outcome.kind is OutcomeKind.SKIPPED:
+            self.progress.skipped += 1
+        else:
+            self.progress.failed += 1
+        self._notify()
+        await _send(self._outcomes, outcome)
+
+    async def _run(
+        self,
+        job: FileDownload,
+        queue: MemoryObjectReceiveStream[_Queued],
+        commits: MemoryObjectSendStream[FileDownload],
+    ) -> ReceivedFax | None:
+        """Download ``job`` in a download slot, then the queued downloads after it in the same slot;
+        return a fax taken from the queue that needs preparing first (work off the loop).
+
+        Each body fetched goes to the committers, so the next request leaves in the same loop step
+        as the last byte of the previous one arrived. The slot is let go when the queue is empty or
+        holds a fax to prepare, on the first error (retries wait outside the slot, in a task of their
+        own), after :data:`MAX_CHAINED` downloads, and as soon as another task waits for a slot.
+        """
+        client = self._client
+        current: FileDownload | None = job
+        failed: Exception | None = None
+        pending: ReceivedFax | None = None
+        chained = 0
+        self.progress.in_flight += 1  # from here to the end of its commit (_finish)
+        try:
+            async with (
+                Hold(self._slots) if self._limited and self._slots is not None else contextlib.nullcontext(),
+                client.download_slot(),
+            ):
+                while current is not None:
+                    try:
+                        await current.fetch()
+                    except Exception as exc:
+                        failed = exc
+                        break
+                    try:
+                        commits.send_nowait(current)
+                    except anyio.WouldBlock:
+                        break  # the committers are behind: this one is committed here, out of the slot
+                    current = None
+                    chained += 1
+                    if chained >= MAX_CHAINED or self._others_waiting():
+                        break
+                    try:
+                        item = queue.receive_nowait()
+                    except (anyio.WouldBlock, anyio.EndOfStream):
+                        break
+                    if isinstance(item, ReceivedFax):
+                        pending = item
+                        break
+                    current = item
+                    self.progress.in_flight += 1
+        except Exception as exc:
+            # The slot itself failed: it could not be taken or was lost (a LimiterError). The download
+            # in it fails with that error, as a download_file attempt would.
+            if current is None:
+                logger.warning("a download slot ended with an error after its downloads were complete: %s", exc)
+            failed = exc
+        except BaseException:
+            if current is not None:
+                self._unfinished.discard(current)
+                self.progress.in_flight -= 1
+                await current.discard()
+            raise
+        if current is not None:
+            if failed is not None:
+                # Retries wait (backoff, Retry-After) in a task of their own: this worker goes on.
+                assert self._tasks is not None
+                self._tasks.start_soon(self._finish_and_emit, current, failed)
+            else:
+                await self._emit(await self._finish(current, None))
+        return pending
+
+    def _others_waiting(self) -> bool:
+        """Whether another task waits for one of the slots this worker holds."""
+        client = self._client
+        slots = client._client_slots
+        if slots is not None and slots.statistics().tasks_waiting:
+            return True
+        if self._limited and self._slots is not None and self._slots.statistics().tasks_waiting:
+            return True
+        return client.limiter.statistics(client.account).waiting > 0
+
+    async def _finish_and_emit(self, job: FileDownload, failed: Exception | None) -> None:
+        await self._emit(await self._finish(job, failed))
+
+    async def _finish(self, job: FileDownload, failed: Exception | None) -> DownloadOutcome:
+        """Commit a fetched ``job``, or retry it after ``failed`` then commit; then ``after=``."""
+        fax = job.fax
+        assert fax is not None
+        try:
+            try:
+                result = await job.complete(fetched=failed is None, failed=failed)
+            finally:
+                self._unfinished.discard(job)
+                self.progress.in_flight -= 1
+            entry = ManifestEntry(
+                id=fax.id, path=self._relative_of(job.final), bytes=result.bytes, sha256=result.sha256
+            )
+            marked = await self._mark(fax, entry)
+            return DownloadOutcome(
+                fax=fax,
+                kind=OutcomeKind.DOWNLOADED,
+                path=job.final,
+                bytes=result.bytes,
+                sha256=result.sha256,
+                marked=marked,
+            )
+        except (AudianError, OSError) as exc:
+            logger.warning("fax %s failed: %s", fax.id, exc)
+            return DownloadOutcome(fax=fax, kind=OutcomeKind.FAILED, path=None, error=exc)
 
     def _relative_path(self, fax: ReceivedFax) -> Path:
         if self._template is not None:
             return render_template(self._template, fax)
         return Path(safe_filename(fax.id, fax.format))
 
-    async def _one(self, fax: ReceivedFax) -> DownloadOutcome:
-        path: Path | None = None
+    def _relative_of(self, path: Path) -> str:
+        return path.relative_to(self.dest_dir).as_posix()
+
+    def _start_now(self, fax: ReceivedFax) -> FileDownload | DownloadOutcome | None:
+        """Start ``fax`` without leaving the loop: its download (temporary file open), its failure,
+        or None when it needs work off the loop first (a manifest entry to check, a file at its path)."""
+        if fax.id in self._done:
+            return None
+        try:
+            relative = self._relative_path(fax)
+            path = self.dest_dir / relative
+            self._claim(fax, relative, path)
+            # Inline on purpose: mkdir of an existing folder and a stat take microseconds on a local
+            # disk, while a trip to a worker thread costs ~0.2 ms and contends for the GIL with the
+            # downloads' I/O (benchmarks/README.md). Only reading an existing file back goes to a thread.
+            self._make_parent(path)
+            if not self._overwrite and os.path.lexists(path):
+                return None
+            return self._open_download(fax, path, relative)
+        except (AudianError, OSError) as exc:
+            logger.warning("fax %s failed: %s", fax.id, exc)
+            return DownloadOutcome(fax=fax, kind=OutcomeKind.FAILED, path=None, error=exc)
+
+    def _claim(self, fax: ReceivedFax, relative: Path, path: Path) -> None:
+        owner = self._claims.setdefault(relative.as_posix(), fax.id)
+        if owner != fax.id:
+            raise DestinationError(
+                f"{path} is already the path of fax {owner}: two faxes cannot share one file "
+                "(choose a path_template that includes {id})"
+            )
+
+    async def _start(self, fax: ReceivedFax) -> FileDownload | DownloadOutcome:
+        """Start ``fax``: its download, or its outcome when there is nothing to download (already
+        complete in the manifest or on disk) or it cannot be."""
+        step = self._start_now(fax)
+        if step is not None:
+            return step
         try:
             relative = self._relative_path(fax)
             path = self.dest_dir / relative
@@ -430,12 +634,7 @@ class BulkDownload:
                     sha256=entry.sha256,
                     marked=marked,
                 )
-            owner = self._claims.setdefault(relative.as_posix(), fax.id)
-            if owner != fax.id:
-                raise DestinationError(
-                    f"{path} is already the path of fax {owner}: two faxes cannot share one file "
-                    "(choose a path_template that includes {id})"
-                )
+            self._claim(fax, relative, path)
             existing = await self._adopt_existing(fax, path, relative)
             if existing is not None:
                 marked = await self._mark(fax, existing)
@@ -447,20 +646,30 @@ class BulkDownload:
                     sha256=existing.sha256,
                     marked=marked,
                 )
-            result = await self._download(fax, path, relative)
-            entry = ManifestEntry(id=fax.id, path=relative.as_posix(), bytes=result.bytes, sha256=result.sha256)
-            marked = await self._mark(fax, entry)
-            return DownloadOutcome(
-                fax=fax,
-                kind=OutcomeKind.DOWNLOADED,
-                path=path,
-                bytes=result.bytes,
-                sha256=result.sha256,
-                marked=marked,
-            )
+            return self._open_download(fax, path, relative)
         except (AudianError, OSError) as exc:
             logger.warning("fax %s failed: %s", fax.id, exc)
             return DownloadOutcome(fax=fax, kind=OutcomeKind.FAILED, path=None, error=exc)
+
+    def _open_download(self, fax: ReceivedFax, path: Path, relative: Path) -> FileDownload:
+        """The fax's download, its temporary file open (inline: a create is microseconds, see _download)."""
+        job = FileDownload(
+            self._client,
+            fax.id,
+            path,
+            fax=fax,
+            overwrite=self._overwrite,
+            max_retries=self._max_retries,
+            # Bound methods and a partial, not closures: one object each per fax in flight.
+            on_bytes=self._count_bytes,
+            on_retry=self._count_retry,
+            on_commit=functools.partial(self._record, fax.id, relative.as_posix()),
+            # At the client's own cap, the bulk's limiter could never bind: skip its cost per fax.
+            limiter=self._slots if self._limited else None,
+            sync=self._sync,
+        )
+        self._unfinished.add(job)
+        return job
 
     def _make_parent(self, path: Path) -> None:
         if self._template is None:
@@ -518,28 +727,6 @@ class BulkDownload:
             await self.manifest.append(entry)
             return entry
         raise DestinationError(f"{path} exists and is not this fax's document (pass overwrite=True to replace it)")
-
-    async def _download(self, fax: ReceivedFax, path: Path, relative: Path) -> DownloadResult:
-        progress = self.progress
-        progress.in_flight += 1
-        try:
-            return await download_file(
-                self._client,
-                fax.id,
-                path,
-                fax=fax,
-                overwrite=self._overwrite,
-                max_retries=self._max_retries,
-                # Bound methods and a partial, not closures: one object each per fax in flight.
-                on_bytes=self._count_bytes,
-                on_retry=self._count_retry,
-                on_commit=functools.partial(self._record, fax.id, relative.as_posix()),
-                # At the client's own cap, the bulk's limiter could never bind: skip its cost per fax.
-                limiter=self._slots if self._concurrency < self._client.max_concurrent_downloads else None,
-                sync=self._sync,
-            )
-        finally:
-            progress.in_flight -= 1
 
     def _count_bytes(self, count: int) -> None:
         self.progress.bytes += count

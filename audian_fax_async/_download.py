@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BodyPlan",
     "DocumentStream",
+    "FileDownload",
     "check_complete",
     "download_file",
     "plan_body",
@@ -291,9 +292,9 @@ class _FileSink:
     async def discard(self) -> None:
         """Close and remove the temporary file (also while being cancelled)."""
         with anyio.CancelScope(shield=True):
-            await run_blocking(self._discard)
+            await run_blocking(self.discard_now)
 
-    def _discard(self) -> None:
+    def discard_now(self) -> None:
         if self._file is not None and not self._file.closed:
             self._file.close()
         with contextlib.suppress(FileNotFoundError):
@@ -393,20 +394,30 @@ async def download_file(
     missing for a file that stands. ``sync`` makes the commit durable through kernel AIO where it can
     (:class:`~._durable.CommitSync`; ``on_commit`` must then not block), else in a worker thread.
     """
-    job = _FileDownload(client, fax_id, final, fax, overwrite, on_bytes, max_document_bytes, on_commit, limiter)
-    policy = client.retry_policy.with_max_retries(max_retries)
-    try:
-        await call_with_retries(job.attempt, policy, idempotent=True, operation=f"download {fax_id}", on_retry=on_retry)
-        with anyio.CancelScope(shield=True):
-            result = await job.sink.commit(overwrite=overwrite, then=job.committed, sync=sync)
-    except BaseException:
-        await job.sink.discard()
-        raise
-    return result
+    job = FileDownload(
+        client,
+        fax_id,
+        final,
+        fax=fax,
+        overwrite=overwrite,
+        max_retries=max_retries,
+        on_bytes=on_bytes,
+        on_retry=on_retry,
+        max_document_bytes=max_document_bytes,
+        on_commit=on_commit,
+        limiter=limiter,
+        sync=sync,
+    )
+    return await job.complete()
 
 
-class _FileDownload:
-    """The state of one :func:`download_file` across its attempts.
+class FileDownload:
+    """One document on its way to a file, across its attempts: :func:`download_file`'s engine.
+
+    Creating it opens the temporary file. :meth:`complete` then downloads (with retries, each attempt
+    holding its own download slot), commits, and removes the temporary file on any failure.
+    ``download_all`` runs the first attempt itself with :meth:`fetch`, in a slot it keeps from one fax
+    to the next, and hands the rest to :meth:`complete` (``fetched=True``, or the error it failed with).
 
     One object with slots rather than closures over a dozen locals: hundreds of downloads can be in
     flight (and as many waiting for a slot), and every closure cell is one more object for the
@@ -424,8 +435,12 @@ class _FileDownload:
         "max_document_bytes",
         "on_bytes",
         "on_commit",
+        "on_retry",
+        "overwrite",
+        "policy",
         "sink",
         "state",
+        "sync",
     )
 
     def __init__(
@@ -433,25 +448,49 @@ class _FileDownload:
         client: FaxClient,
         fax_id: str,
         final: Path,
-        fax: ReceivedFax | None,
-        overwrite: bool,
-        on_bytes: Callable[[int], None] | None,
-        max_document_bytes: int,
-        on_commit: Callable[[DownloadResult], None] | None,
-        limiter: anyio.CapacityLimiter | None,
+        *,
+        fax: ReceivedFax | None = None,
+        overwrite: bool = False,
+        max_retries: int | None = None,
+        on_bytes: Callable[[int], None] | None = None,
+        on_retry: Callable[[BaseException], None] | None = None,
+        max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES,
+        on_commit: Callable[[DownloadResult], None] | None = None,
+        limiter: anyio.CapacityLimiter | None = None,
+        sync: CommitSync | None = None,
     ) -> None:
         self.client, self.fax_id, self.final, self.fax = client, fax_id, final, fax
-        self.on_bytes, self.max_document_bytes, self.on_commit, self.limiter = (
-            on_bytes,
-            max_document_bytes,
-            on_commit,
-            limiter,
-        )
+        self.overwrite, self.on_bytes, self.on_retry = overwrite, on_bytes, on_retry
+        self.max_document_bytes, self.on_commit, self.limiter, self.sync = max_document_bytes, on_commit, limiter, sync
+        self.policy = client.retry_policy.with_max_retries(max_retries)
         self.file_size = fax.file_size if fax is not None else None
         self.attempts = 0
         self.state = _Progress()
         self.sink = _FileSink(final)
         self.sink.open(overwrite=overwrite)
+
+    async def complete(self, *, fetched: bool = False, failed: Exception | None = None) -> DownloadResult:
+        """Download (unless ``fetched``: a :meth:`fetch` already got the whole body), then commit.
+
+        ``failed`` is the error of a first :meth:`fetch`: the retries go on from it. The temporary
+        file is removed on any failure, cancellation included; the commit itself is not cancellable.
+        """
+        try:
+            if not fetched:
+                await call_with_retries(
+                    self.attempt,
+                    self.policy,
+                    idempotent=True,
+                    operation=f"download {self.fax_id}",
+                    on_retry=self.on_retry,
+                    failed_first=failed,
+                )
+            with anyio.CancelScope(shield=True):
+                result = await self.sink.commit(overwrite=self.overwrite, then=self.committed, sync=self.sync)
+        except BaseException:
+            await self.sink.discard()
+            raise
+        return result
 
     def write(self, chunk: bytes) -> None:
         self.sink.write(chunk)
@@ -459,13 +498,18 @@ class _FileDownload:
             self.on_bytes(len(chunk))
 
     async def attempt(self) -> None:
-        self.attempts += 1
-        client, fax_id, state, sink, file_size = self.client, self.fax_id, self.state, self.sink, self.file_size
+        """One attempt, holding a download slot (and ``limiter``'s token) for its duration."""
         async with (
             Hold(self.limiter) if self.limiter is not None else contextlib.nullcontext(),
-            client.download_slot(),
-            pacer.downloading(),  # a fair turn on the loop when hundreds run (_pacing.py)
+            self.client.download_slot(),
         ):
+            await self.fetch()
+
+    async def fetch(self) -> None:
+        """One attempt, in a download slot the caller holds: the whole body into the temporary file."""
+        self.attempts += 1
+        client, fax_id, state, sink, file_size = self.client, self.fax_id, self.state, self.sink, self.file_size
+        async with pacer.downloading():  # a fair turn on the loop when hundreds run (_pacing.py)
             try:
                 response, plan = await _open_document(client, fax_id, state)
             except _Restart as exc:
@@ -501,6 +545,14 @@ class _FileDownload:
                 fmt=self.fax.format if self.fax is not None else "pdf",
                 fax_id=fax_id,
             )
+
+    async def discard(self) -> None:
+        """Remove the temporary file (for a download that will not be completed)."""
+        await self.sink.discard()
+
+    def discard_now(self) -> None:
+        """Close and remove the temporary file here and now (blocking; a last-resort cleanup)."""
+        self.sink.discard_now()
 
     def committed(self, sha256: str) -> DownloadResult:
         """The result, once the file stands (runs in the commit's worker thread, then ``on_commit``)."""

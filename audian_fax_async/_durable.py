@@ -41,7 +41,7 @@ import sniffio
 
 from ._threads import run_blocking
 
-__all__ = ["CommitSync", "fsync_dir", "preload"]
+__all__ = ["CommitSync", "drain", "fsync_dir", "preload"]
 
 logger = logging.getLogger("audian_fax_async")
 
@@ -171,6 +171,11 @@ def _aio_context() -> _LoopAio | None:
     class _Recycling(AsyncioContext):
         CONTEXT_CLASS = staticmethod(_make_context)  # type: ignore[assignment]  # a factory of recycled ones
 
+        def _on_read_event(self) -> None:
+            with contextlib.suppress(BlockingIOError):  # the eventfd read as zero: drain anyway
+                self.context.poll()
+            drain(self.context)
+
     try:
         # A weak proxy: the context must not keep its loop alive (the entry is keyed by the loop).
         context = _Recycling(max_requests=_MAX_REQUESTS, loop=weakref.proxy(loop))  # type: ignore[no-untyped-call]
@@ -180,6 +185,23 @@ def _aio_context() -> _LoopAio | None:
     entry = _per_loop[loop] = _LoopAio(context)
     weakref.finalize(loop, _recycle, entry)
     return entry
+
+
+def drain(context: Any) -> None:
+    """Hand out every completed request of a caio context, again after a signal interrupted it.
+
+    caio's own loop stops at the first ``SystemError(EINTR)`` of ``io_getevents`` (a signal handler
+    ran, or a profiler such as py-spy attached): the eventfd is already read by then, so the
+    completions left in the ring would wait for another one to wake the loop, and the last commits
+    of a run would never return.
+    """
+    while True:
+        try:
+            if not context.process_events():
+                return
+        except SystemError as exc:
+            if _errno_of(exc) != errno.EINTR:
+                raise
 
 
 def _errno_of(exc: BaseException) -> int | None:

@@ -180,6 +180,7 @@ async def call_with_retries(
     idempotent: bool,
     operation: str,
     on_retry: Callable[[BaseException], None] | None = None,
+    failed_first: Exception | None = None,
 ) -> T:
     """``await call()``, retried as :func:`retrying` decides; the first attempt runs without tenacity.
 
@@ -188,17 +189,23 @@ async def call_with_retries(
     every page although almost every call succeeds at once. So the first attempt runs bare; only if
     it fails with an error worth retrying does tenacity take over, and its first attempt hands back
     that same error, so waits, logging, ``on_retry`` and the attempt count are exactly tenacity's.
+
+    ``failed_first`` is the error of a first attempt the caller already made (``download_all`` makes
+    it in a slot it keeps between faxes): the retries continue from it.
     """
-    try:
-        return await call()
-    except Exception as exc:
-        if policy.max_retries == 0 or not should_retry(exc, idempotent=idempotent, policy=policy):
-            raise
-        first: Exception | None = exc
+    first: Exception | None = failed_first
+    if first is None:
+        try:
+            return await call()
+        except Exception as exc:
+            first = exc
+    if policy.max_retries == 0 or not should_retry(first, idempotent=idempotent, policy=policy):
+        raise first
+    pending: Exception | None = first  # tenacity's first attempt hands back this error
     async for attempt in retrying(policy, idempotent=idempotent, operation=operation, on_retry=on_retry):
         with attempt:
-            if first is not None:
-                failed, first = first, None
+            if pending is not None:
+                failed, pending = pending, None
                 raise failed
             return await call()
     raise AssertionError("unreachable: tenacity stops only by raising once an attempt failed")  # pragma: no cover

@@ -591,3 +591,41 @@ async def test_call_with_retries_never_retries_a_sent_post(sleeps: RecordingSlee
 
     assert calls.count == 1
     assert sleeps.delays == []
+
+
+async def test_call_with_retries_goes_on_from_a_first_attempt_the_caller_made(
+    sleeps: RecordingSleep, policy: RetryPolicy
+) -> None:
+    # download_all makes a download's first attempt itself, in a slot it keeps between faxes.
+    made = _connection_error(0)
+    calls = _Calls(_connection_error(1))
+    seen: list[BaseException] = []
+
+    result = await call_with_retries(
+        calls, policy, idempotent=True, operation="op", on_retry=seen.append, failed_first=made
+    )
+
+    assert result == "ok"
+    assert calls.count == 2  # the caller's attempt is attempt 1: two more, one failing
+    assert seen[0] is made and len(seen) == 2
+    assert sleeps.delays == [backoff_delay(1, policy), backoff_delay(2, policy)]
+
+
+@pytest.mark.parametrize(
+    ("error", "max_retries"),
+    [(_status_error(404), 3), (_connection_error(0), 0)],
+    ids=["not-worth-retrying", "no-retries-left"],
+)
+async def test_call_with_retries_raises_the_callers_failed_attempt_without_calling(
+    sleeps: RecordingSleep, policy: RetryPolicy, error: Exception, max_retries: int
+) -> None:
+    calls = _Calls()
+
+    with pytest.raises(type(error)) as raised:
+        await call_with_retries(
+            calls, policy.with_max_retries(max_retries), idempotent=True, operation="op", failed_first=error
+        )
+
+    assert raised.value is error
+    assert calls.count == 0
+    assert sleeps.delays == []

@@ -652,3 +652,53 @@ async def test_a_folder_fsync_raises_a_failed_write_back_and_ignores_a_file_syst
                 _durable.fsync_dir(tmp_path)
         finally:
             sync.close()
+
+
+class _Completions:
+    """A caio context's ``process_events``: each step returns a count or raises an error."""
+
+    def __init__(self, *steps: int | BaseException) -> None:
+        self.steps = list(steps)
+        self.calls = 0
+
+    def process_events(self) -> int:
+        self.calls += 1
+        step = self.steps.pop(0)
+        if isinstance(step, BaseException):
+            raise step
+        return step
+
+
+def test_draining_completions_goes_on_after_a_signal_interrupted_it() -> None:
+    # caio's own loop stopped at the first EINTR (seen under py-spy): the completions after it
+    # stayed in the ring with nothing left to wake the loop.
+    eintr = SystemError(errno.EINTR, "Interrupted system call")
+    context = _Completions(eintr, 3, eintr, 1, 0)
+
+    _durable.drain(context)
+
+    assert context.calls == 5 and context.steps == []
+
+
+def test_draining_completions_raises_any_other_failure() -> None:
+    context = _Completions(2, SystemError(errno.EIO, "Input/output error"), 0)
+
+    with pytest.raises(SystemError):
+        _durable.drain(context)
+
+    assert context.steps == [0]
+
+
+async def test_the_loops_aio_context_drains_through_the_signal_safe_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    sync = CommitSync.start()
+    try:
+        if not sync.aio:
+            pytest.fail("kernel AIO is expected on this machine (Linux, caio installed)")
+        drained: list[Any] = []
+        monkeypatch.setattr(_durable, "drain", drained.append)
+        entry = _durable._aio_context()
+        assert entry is not None
+        entry.context._on_read_event()
+        assert drained == [entry.context.context]
+    finally:
+        sync.close()
