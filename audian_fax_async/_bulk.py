@@ -415,6 +415,9 @@ class BulkDownload:
                     if workers > 0:
                         workers -= 1
                         spawn()
+                    # Opening a file is tens of µs: with hundreds of downloads on the loop (many
+                    # accounts), the listings take turns for it like the downloads (_pacing.py).
+                    await pacer.turn()
                     step = self._start_now(fax)
                     if isinstance(step, DownloadOutcome):
                         await self._emit(step)
@@ -562,10 +565,12 @@ class BulkDownload:
             finally:
                 self._unfinished.discard(job)
                 self.progress.in_flight -= 1
-            entry = ManifestEntry(
-                id=fax.id, path=self._relative_of(job.final), bytes=result.bytes, sha256=result.sha256
-            )
-            marked = await self._mark(fax, entry)
+            marked = None
+            if self._after is not None:
+                entry = ManifestEntry(
+                    id=fax.id, path=self._relative_of(job.final), bytes=result.bytes, sha256=result.sha256
+                )
+                marked = await self._mark(fax, entry)
             return DownloadOutcome(
                 fax=fax,
                 kind=OutcomeKind.DOWNLOADED,
