@@ -60,10 +60,11 @@ async def test_another_task_waiting_for_a_slot_gets_one_at_the_next_download(
                 tg.start_soon(one_more_download)
     assert outcomes == FAXES + 200
     started, finished = window
-    # The waiter gets the first slot a worker finishes a download in (ten downloads in flight, and
-    # their commits); a worker keeping its slot up to MAX_CHAINED downloads would make it wait
-    # for about MAX_CHAINED x 10.
-    assert finished - started <= 25, window
+    # The waiter gets the first slot a worker finishes a download in: meanwhile the other nine
+    # slots finish one or two downloads each, and commits fetched before it are still reported
+    # (13-20 outcomes in practice). Workers keeping their slots up to MAX_CHAINED downloads would
+    # make it wait for about MAX_CHAINED x 10 (145 when tried).
+    assert finished - started <= 40, window
     assert audian_admin.stats(audian_api_key)["downloads"]["highest"] <= 10
 
 
