@@ -1,12 +1,12 @@
-"""``AiohttpTransport``: an httpx transport on aiohttp's connection pool (the ``aiohttp`` extra).
+"""``AiohttpTransport``: an httpx2 transport on aiohttp's connection pool (the ``aiohttp`` extra).
 
-httpx's own pool (httpcore) costs most of the CPU of a bulk download at concurrency (NOTES.md);
+httpx2's own pool (httpcore2) costs most of the CPU of a bulk download at concurrency (NOTES.md);
 aiohttp's is far cheaper. This transport hands each request to one lazily created
 ``aiohttp.ClientSession`` and gives the body back as the chunks aiohttp reads (``readany``, no
 re-chunking), so everything above it (redirects, retries, resume, checks) stays the SDK's own.
 
 What matters most is the error mapping: ``FaxClient`` retries a creating POST only when the request
-never left (``httpx.ConnectError``, ``ConnectTimeout``, ``PoolTimeout``). So only errors that aiohttp
+never left (``httpx2.ConnectError``, ``ConnectTimeout``, ``PoolTimeout``). So only errors that aiohttp
 raises *before* writing the request map to those; everything else, and anything unknown, maps to
 an error that means "it may have been sent". :func:`map_error` is that table, pure and tested alone.
 
@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import httpx
+import httpx2
 
 from ._config import DEFAULT_LIMITS
 from ._exceptions import ConfigurationError
@@ -33,15 +33,15 @@ if TYPE_CHECKING:
 __all__ = ["AiohttpTransport", "client_timeout", "map_error"]
 
 _INSTALL_HINT = 'AiohttpTransport needs aiohttp: pip install "audian-fax-async[aiohttp]"'
-# aiohttp adds these when a request lacks them; httpx always sets the ones it wants (or leaves them
-# out on purpose), so skipping them sends httpx's headers as they are. Content-Length is not in the
-# list: aiohttp still adds "Content-Length: 0" to a body-less DELETE (httpx sends none), harmless.
+# aiohttp adds these when a request lacks them; httpx2 always sets the ones it wants (or leaves them
+# out on purpose), so skipping them sends httpx2's headers as they are. Content-Length is not in the
+# list: aiohttp still adds "Content-Length: 0" to a body-less DELETE (httpx2 sends none), harmless.
 _SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
 #: aiohttp's read buffer per connection. At its default (64 KiB) a connection stops reading whenever
 #: 128 KiB wait unread, and asyncio hands over up to 256 KiB per read: on a fast link every read
 #: paused the socket and every ``readany`` resumed it (two epoll changes and a new read-timeout
 #: timer each time). At 256 KiB it pauses only when the reader really falls behind (at 512 KiB):
-#: 1.45x -> 1.71x a bare httpx loop, main-thread CPU 1.57 -> 1.31 ms per document (benchmarks/).
+#: 1.45x -> 1.71x a bare httpx2 loop, main-thread CPU 1.57 -> 1.31 ms per document (benchmarks/).
 READ_BUFSIZE = 256 * 1024
 
 
@@ -52,8 +52,8 @@ def _import_aiohttp() -> None:
         raise ConfigurationError(_INSTALL_HINT) from None
 
 
-def map_error(exc: Exception, *, sent: bool) -> httpx.TransportError:
-    """The httpx error that stands for an aiohttp (or socket) error.
+def map_error(exc: Exception, *, sent: bool) -> httpx2.TransportError:
+    """The httpx2 error that stands for an aiohttp (or socket) error.
 
     ``sent=False`` while the request is under way (connecting, writing, waiting for the status line):
     the error's type tells whether anything could have been written. ``sent=True`` while the body is
@@ -68,37 +68,37 @@ def map_error(exc: Exception, *, sent: bool) -> httpx.TransportError:
         # Opening a connection or waiting for a free one in the pool: aiohttp raises both as
         # ConnectionTimeoutError, so a pool wait cannot be told from a slow connect (both never sent).
         if isinstance(exc, aiohttp.ConnectionTimeoutError):
-            return httpx.ConnectTimeout(message)
+            return httpx2.ConnectTimeout(message)
         # DNS, refused, unreachable, TLS and certificate errors, a proxy that cannot be reached or
         # refuses the CONNECT tunnel, a certificate fingerprint mismatch: all before the request.
         if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ClientHttpProxyError):
-            return httpx.ConnectError(message)
+            return httpx2.ConnectError(message)
         if isinstance(exc, aiohttp.ServerFingerprintMismatch):
-            return httpx.ConnectError(message)
+            return httpx2.ConnectError(message)
         if isinstance(exc, aiohttp.NonHttpUrlClientError | aiohttp.InvalidURL):
-            return httpx.UnsupportedProtocol(message)
+            return httpx2.UnsupportedProtocol(message)
     # From here on the request may have been written (or we cannot tell): never "not sent".
     if isinstance(exc, TimeoutError):  # SocketTimeoutError: no byte within the read timeout
-        return httpx.ReadTimeout(message)
+        return httpx2.ReadTimeout(message)
     if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return httpx.RemoteProtocolError(f"the server closed the connection without a complete response ({message})")
+        return httpx2.RemoteProtocolError(f"the server closed the connection without a complete response ({message})")
     if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ClientResponseError):
         # A body shorter than its Content-Length ("Response payload is not completed"), broken
         # chunked encoding, a malformed status line or headers.
-        return httpx.RemoteProtocolError(message)
-    return httpx.ReadError(message)  # ClientOSError (reset, broken pipe) and whatever else
+        return httpx2.RemoteProtocolError(message)
+    return httpx2.ReadError(message)  # ClientOSError (reset, broken pipe) and whatever else
 
 
 def client_timeout(timeouts: Mapping[str, float | None] | None) -> aiohttp.ClientTimeout:
-    """httpx's per-request timeouts (``request.extensions["timeout"]``) as an ``aiohttp.ClientTimeout``.
+    """httpx2's per-request timeouts (``request.extensions["timeout"]``) as an ``aiohttp.ClientTimeout``.
 
-    * ``sock_connect`` = httpx ``connect``: opening one TCP (and TLS) connection.
+    * ``sock_connect`` = httpx2 ``connect``: opening one TCP (and TLS) connection.
     * ``connect`` = ``pool + connect``: aiohttp's ``connect`` spans waiting for a free connection of
       the pool *and* opening it, so it gets both budgets (none when either is unbounded).
-    * ``sock_read`` = httpx ``read``: the longest wait for the next bytes, from the request being sent
+    * ``sock_read`` = httpx2 ``read``: the longest wait for the next bytes, from the request being sent
       to the last byte of the body (paused while the caller does not read).
-    * ``total`` is never set: httpx has no whole-request timeout, and a long download must not hit one.
-    * httpx ``write`` has no aiohttp counterpart; a stalled upload is bounded by ``sock_read`` only
+    * ``total`` is never set: httpx2 has no whole-request timeout, and a long download must not hit one.
+    * httpx2 ``write`` has no aiohttp counterpart; a stalled upload is bounded by ``sock_read`` only
       (the SDK's request bodies are small JSON documents).
     """
     if not timeouts:
@@ -114,8 +114,8 @@ def _client_timeout(connect: float | None, read: float | None, pool: float | Non
     return aiohttp.ClientTimeout(total=None, connect=acquire, sock_connect=connect, sock_read=read)
 
 
-class AiohttpTransport(httpx.AsyncBaseTransport):
-    """An httpx transport on aiohttp: the same ``FaxClient``, a much cheaper connection pool.
+class AiohttpTransport(httpx2.AsyncBaseTransport):
+    """An httpx2 transport on aiohttp: the same ``FaxClient``, a much cheaper connection pool.
 
     ::
 
@@ -142,7 +142,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     An injected ``session`` is used as it is (its cookie jar, default headers and connector included)
     and never closed by :meth:`aclose`.
 
-    One difference from httpx's own transport: when a server drops the connection before answering,
+    One difference from httpx2's own transport: when a server drops the connection before answering,
     aiohttp itself sends an idempotent request (GET, HEAD, PUT, DELETE) once more before it reports
     the error; it never does so for a POST.
     """
@@ -151,7 +151,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self,
         *,
         verify: ssl.SSLContext | bool = True,
-        limits: httpx.Limits = DEFAULT_LIMITS,
+        limits: httpx2.Limits = DEFAULT_LIMITS,
         trust_env: bool = False,
         session: aiohttp.ClientSession | None = None,
         read_bufsize: int = READ_BUFSIZE,
@@ -184,7 +184,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
             tls = _shared_ssl_context()
         connector = aiohttp.TCPConnector(
-            limit=self._limits.max_connections or 0,  # 0: no limit, as None is for httpx
+            limit=self._limits.max_connections or 0,  # 0: no limit, as None is for httpx2
             limit_per_host=0,
             keepalive_timeout=self._limits.keepalive_expiry,
             ssl=tls,
@@ -201,22 +201,22 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         )
         return self._session
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         import aiohttp
         import yarl
 
         url = request.url
         if url.scheme not in ("http", "https"):
-            raise httpx.UnsupportedProtocol(f"AiohttpTransport supports http and https, not {url.scheme!r}: {url}")
+            raise httpx2.UnsupportedProtocol(f"AiohttpTransport supports http and https, not {url.scheme!r}: {url}")
         session = self._session or self._open_session()
         encoding = request.headers.encoding
         headers = [(name.decode(encoding), value.decode(encoding)) for name, value in request.headers.raw]
-        data: bytes | httpx.AsyncByteStream | None
+        data: bytes | httpx2.AsyncByteStream | None
         try:
             data = request.content or None
-        except httpx.RequestNotRead:
+        except httpx2.RequestNotRead:
             # A streamed body: aiohttp chunks it itself and refuses a Transfer-Encoding header beside it.
-            if not isinstance(request.stream, httpx.AsyncByteStream):
+            if not isinstance(request.stream, httpx2.AsyncByteStream):
                 raise RuntimeError("AiohttpTransport needs an async request body") from None
             data = request.stream
             headers = [(name, value) for name, value in headers if name.lower() != "transfer-encoding"]
@@ -224,7 +224,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         try:
             response = await session.request(
                 request.method,
-                yarl.URL(str(url), encoded=True),  # httpx has already percent-encoded it
+                yarl.URL(str(url), encoded=True),  # httpx2 has already percent-encoded it
                 headers=headers,
                 data=data,
                 allow_redirects=False,
@@ -237,7 +237,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         response_extensions = {"http_version": b"HTTP/1.0" if response.version == (1, 0) else b"HTTP/1.1"}
         if response.reason:
             response_extensions["reason_phrase"] = response.reason.encode("ascii", "replace")
-        return httpx.Response(
+        return httpx2.Response(
             response.status,
             headers=response.raw_headers,
             stream=_ResponseBody(response),
@@ -254,7 +254,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 await session.close()
 
 
-class _ResponseBody(httpx.AsyncByteStream):
+class _ResponseBody(httpx2.AsyncByteStream):
     """The body as aiohttp reads it; ``aclose`` gives the connection back or drops it."""
 
     __slots__ = ("_response",)

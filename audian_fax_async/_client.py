@@ -1,4 +1,4 @@
-"""``FaxClient``: configuration, the one pooled httpx client, and the send loop with retries."""
+"""``FaxClient``: configuration, the one pooled httpx2 client, and the send loop with retries."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
-import httpx
+import httpx2
 
 from ._config import (
     DEFAULT_LIMITS,
@@ -55,18 +55,18 @@ if TYPE_CHECKING:
 __all__ = ["AUTH_HEADER", "FaxClient", "close_response", "drop_stream"]
 
 logger = logging.getLogger("audian_fax_async")
-_httpx_logger = logging.getLogger("httpx")
+_httpx_logger = logging.getLogger("httpx2")
 T = TypeVar("T")
 
 AUTH_HEADER = "X-Auth-Token"
 _REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS = 5
-#: An API path that httpx keeps exactly as written: unreserved characters, "/" and %XX escapes (what
+#: An API path that httpx2 keeps exactly as written: unreserved characters, "/" and %XX escapes (what
 #: ``fax_path`` and the other resource paths produce), so its URL can be made without parsing it.
 _PLAIN_PATH = re.compile(r"(?:[A-Za-z0-9._~/-]|%[0-9A-F]{2})*")
-#: Methods for which httpx adds no Content-Length to a request without a body.
+#: Methods for which httpx2 adds no Content-Length to a request without a body.
 _BODYLESS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
-_NO_BODY = httpx.ByteStream(b"")
+_NO_BODY = httpx2.ByteStream(b"")
 #: Merged header sets kept per client (one per distinct ``headers`` argument; resumes add more).
 _HEADER_SETS = 16
 
@@ -99,22 +99,22 @@ class FaxClient:
         self,
         api_key: str | None = None,
         *,
-        base_url: str | httpx.URL | None = None,
-        timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT,
+        base_url: str | httpx2.URL | None = None,
+        timeout: float | httpx2.Timeout | None = DEFAULT_TIMEOUT,
         max_retries: int | None = None,
-        http_client: httpx.AsyncClient | None = None,
+        http_client: httpx2.AsyncClient | None = None,
         limiter: DownloadLimiter | None = None,
         max_concurrent_downloads: int = DEFAULT_MAX_CONCURRENT_DOWNLOADS,
         retry_policy: RetryPolicy | None = None,
         default_headers: Mapping[str, str] | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
         self._api_key = resolve_api_key(api_key)
         self.base_url = resolve_base_url(base_url)
         self._origin = (self.base_url.scheme, self.base_url.host, self.base_url.port)
         self._base_str = str(self.base_url)
-        # httpx's parsed form of base_url (a NamedTuple), from which url_for() makes the URL of a plain
-        # path without parsing it again; None if httpx's internals ever change shape.
+        # httpx2's parsed form of base_url (a NamedTuple), from which url_for() makes the URL of a plain
+        # path without parsing it again; None if httpx2's internals ever change shape.
         reference = getattr(self.base_url, "_uri_reference", None)
         self._base_ref: Any = reference if hasattr(reference, "_replace") and hasattr(reference, "path") else None
         if not 1 <= max_concurrent_downloads <= DEFAULT_MAX_CONCURRENT_DOWNLOADS:
@@ -137,23 +137,23 @@ class FaxClient:
             self._headers.update(default_headers)
         self._own_http = http_client is None
         self._http = http_client or _HTTPClient(
-            timeout=timeout if not isinstance(timeout, int | float) else httpx.Timeout(timeout),
+            timeout=timeout if not isinstance(timeout, int | float) else httpx2.Timeout(timeout),
             limits=DEFAULT_LIMITS,
             follow_redirects=False,
             transport=transport,
             verify=_shared_ssl_context(),
         )
-        # The SDK's own client has no defaults of its own beyond httpx's headers and the timeout: its
-        # requests are built directly from these, as httpx would build them (httpx's build_request
+        # The SDK's own client has no defaults of its own beyond httpx2's headers and the timeout: its
+        # requests are built directly from these, as httpx2 would build them (httpx2's build_request
         # re-parses the URL and re-merges everything: 66 instead of 28 µs per request).
-        self._defaults_of: httpx.AsyncClient | None = None  # the client _base_headers were taken from
-        self._base_headers = httpx.Headers()
-        self._header_sets: dict[tuple[Any, ...], tuple[httpx.Headers, httpx.Headers]] = {}
+        self._defaults_of: httpx2.AsyncClient | None = None  # the client _base_headers were taken from
+        self._base_headers = httpx2.Headers()
+        self._header_sets: dict[tuple[Any, ...], tuple[httpx2.Headers, httpx2.Headers]] = {}
         self._timeout_ext: dict[str, float | None] = {}
         self._closed = False
         # A transport given to the SDK's own client: requests go straight to it (see _send_raw).
-        self._direct: httpx.AsyncBaseTransport | None = transport if http_client is None else None
-        # httpx's own pool (no transport given): requests enter it one at a time (see _send_raw).
+        self._direct: httpx2.AsyncBaseTransport | None = transport if http_client is None else None
+        # httpx2's own pool (no transport given): requests enter it one at a time (see _send_raw).
         self._pool_gate: Any = None if (http_client is not None or transport is not None) else False
         self._client_slots: Any = None  # per-client cap, created lazily inside an event loop
         self._resources: dict[str, Any] = {}
@@ -227,51 +227,51 @@ class FaxClient:
 
     # -- requests ----------------------------------------------------------------------------
 
-    def url_for(self, path: str) -> httpx.URL:
+    def url_for(self, path: str) -> httpx2.URL:
         """The absolute URL of an API path such as ``fax/received`` (relative to ``base_url``)."""
         if path.startswith(("http://", "https://")):
-            return httpx.URL(path)
+            return httpx2.URL(path)
         path = path.lstrip("/")
         base = self._base_ref
         if base is not None and _PLAIN_PATH.fullmatch(path) and "/." not in "/" + path and "//" not in path:
-            # Nothing in the path for httpx to quote or normalise (no dot segments): the base's parsed
-            # form with the path appended is the URL httpx would parse, in 1 instead of 15-20 µs.
-            url = httpx.URL.__new__(httpx.URL)
+            # Nothing in the path for httpx2 to quote or normalise (no dot segments): the base's parsed
+            # form with the path appended is the URL httpx2 would parse, in 1 instead of 15-20 µs.
+            url = httpx2.URL.__new__(httpx2.URL)
             url._uri_reference = base._replace(path=base.path + path)
             return url
         # Plain concatenation (base_url always ends in "/"): URL.join costs about 3x as much per request.
-        return httpx.URL(self._base_str + path)
+        return httpx2.URL(self._base_str + path)
 
-    def _same_origin(self, url: httpx.URL) -> bool:
+    def _same_origin(self, url: httpx2.URL) -> bool:
         return (url.scheme, url.host, url.port) == self._origin
 
     def build_request(
         self,
         method: str,
-        url: str | httpx.URL,
+        url: str | httpx2.URL,
         *,
         params: Mapping[str, Any] | None = None,
         json: Any = None,
         headers: Mapping[str, str] | None = None,
-    ) -> httpx.Request:
-        target = url if isinstance(url, httpx.URL) else self.url_for(url)
+    ) -> httpx2.Request:
+        target = url if isinstance(url, httpx2.URL) else self.url_for(url)
         clean_params = {k: v for k, v in params.items() if v is not None} if params else None
         if not self._own_http:  # an injected client's own defaults (headers, params, cookies) apply
-            merged = httpx.Headers(self._headers)  # case-insensitive: "accept" replaces "Accept"
+            merged = httpx2.Headers(self._headers)  # case-insensitive: "accept" replaces "Accept"
             if headers:
                 merged.update(headers)
             if self._same_origin(target):
                 merged[AUTH_HEADER] = self._api_key
             return self._http.build_request(method, target, params=clean_params or None, json=json, headers=merged)
         if self._defaults_of is not self._http:
-            self._base_headers = httpx.Headers(self._http.headers)
+            self._base_headers = httpx2.Headers(self._http.headers)
             self._base_headers.update(self._headers)
             self._timeout_ext = self._http.timeout.as_dict()
             self._header_sets.clear()
             self._defaults_of = self._http
-        # Merging httpx's defaults, the client's and the call's headers costs ~25 µs; the same few
+        # Merging httpx2's defaults, the client's and the call's headers costs ~25 µs; the same few
         # sets recur (every download asks with the same headers), so each merged set is kept, with
-        # the Host header httpx would put first for the API's own origin.
+        # the Host header httpx2 would put first for the API's own origin.
         same_origin = self._same_origin(target)
         key = (same_origin, *headers.items()) if headers else (same_origin,)
         kept = self._header_sets.get(key)
@@ -283,7 +283,7 @@ class FaxClient:
                 merged[AUTH_HEADER] = self._api_key
             # Only the API's own origin takes the fast path below; its Host is the same for every request.
             hosted = (
-                httpx.Headers([(b"Host", target.netloc), *merged.raw])
+                httpx2.Headers([(b"Host", target.netloc), *merged.raw])
                 if same_origin and "Host" not in merged
                 else merged
             )
@@ -292,12 +292,12 @@ class FaxClient:
                 self._header_sets[key] = kept
         extensions = {"timeout": dict(self._timeout_ext)}
         if same_origin and json is None and not clean_params and method in _BODYLESS:
-            # What httpx would build (Host first, no body, no Content-Length), without its header
+            # What httpx2 would build (Host first, no body, no Content-Length), without its header
             # re-normalising and body encoding: the request of every download.
-            request = httpx.Request(method, target, headers=kept[1], stream=_NO_BODY, extensions=extensions)
+            request = httpx2.Request(method, target, headers=kept[1], stream=_NO_BODY, extensions=extensions)
             request.read()
             return request
-        return httpx.Request(  # it copies the headers it is given: the kept set is never changed
+        return httpx2.Request(  # it copies the headers it is given: the kept set is never changed
             method,
             target,
             params=clean_params or None,
@@ -306,7 +306,7 @@ class FaxClient:
             extensions=extensions,
         )
 
-    def _redirect(self, request: httpx.Request, response: httpx.Response) -> httpx.Request:
+    def _redirect(self, request: httpx2.Request, response: httpx2.Response) -> httpx2.Request:
         """The next request of a redirect: the key only goes back to the API's own origin."""
         location = response.headers.get("Location")
         if not location:
@@ -323,9 +323,9 @@ class FaxClient:
         content = request.content if method == request.method and method != "GET" else None
         if content is None:
             headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
-        return httpx.Request(method, target, headers=headers, content=content)
+        return httpx2.Request(method, target, headers=headers, content=content)
 
-    async def send(self, request: httpx.Request, *, stream: bool = False) -> httpx.Response:
+    async def send(self, request: httpx2.Request, *, stream: bool = False) -> httpx2.Response:
         """Send once (following redirects safely) and raise a typed error for an error status.
 
         With ``stream=True`` the body is not read; the caller must ``aclose()`` the response.
@@ -353,7 +353,7 @@ class FaxClient:
             url=_safe_url(request.url),
         )
 
-    async def _read_capped(self, response: httpx.Response, cap: int = 64 * 1024) -> None:
+    async def _read_capped(self, response: httpx2.Response, cap: int = 64 * 1024) -> None:
         """Read at most ``cap`` bytes of an error body (an error page may be huge)."""
         chunks = bytearray()
         try:
@@ -361,11 +361,11 @@ class FaxClient:
                 chunks += chunk
                 if len(chunks) >= cap:
                     break
-        except httpx.HTTPError:
+        except httpx2.HTTPError:
             pass
         response._content = bytes(chunks[:cap])
 
-    async def _send_raw(self, request: httpx.Request, *, stream: bool) -> httpx.Response:
+    async def _send_raw(self, request: httpx2.Request, *, stream: bool) -> httpx2.Response:
         try:
             if self._direct is not None:
                 return await self._send_direct(self._direct, request, stream=stream)
@@ -375,22 +375,22 @@ class FaxClient:
             if self._pool_gate is None:
                 return await self._http.send(request, stream=stream, follow_redirects=False)
             return await self._send_gated(request, stream=stream)
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             raise self.map_transport_error(exc, request) from exc
 
     @staticmethod
     async def _send_direct(
-        transport: httpx.AsyncBaseTransport, request: httpx.Request, *, stream: bool
-    ) -> httpx.Response:
-        """Send through the given transport, without ``httpx.AsyncClient.send`` around it.
+        transport: httpx2.AsyncBaseTransport, request: httpx2.Request, *, stream: bool
+    ) -> httpx2.Response:
+        """Send through the given transport, without ``httpx2.AsyncClient.send`` around it.
 
         The SDK's own client has no auth, event hooks, cookies or proxy mounts (a given transport
         gets none from the environment; the SDK's own pool is used so only without proxies), and
         the SDK follows redirects itself: what the client's send adds is three coroutine layers per
         request and an async generator per chunk, about 7% of a bulk download's event-loop time on
-        ``AiohttpTransport``, and 1.06x -> 1.14x a bare httpx loop on httpx's own transport
-        (benchmarks/README.md). The ``httpx`` logger's INFO line per request is written here as
-        httpx writes it.
+        ``AiohttpTransport``, and 1.06x -> 1.14x a bare httpx2 loop on httpx2's own transport
+        (benchmarks/README.md). The ``httpx2`` logger's INFO line per request is written here as
+        httpx2 writes it.
         """
         start = time.perf_counter()
         response = await transport.handle_async_request(request)
@@ -413,13 +413,13 @@ class FaxClient:
             response.elapsed = datetime.timedelta(seconds=time.perf_counter() - start)
         return response
 
-    def _own_pool(self) -> httpx.AsyncBaseTransport | None:
-        """httpx's transport on the SDK's pool, where requests may go straight to it, else None.
+    def _own_pool(self) -> httpx2.AsyncBaseTransport | None:
+        """httpx2's transport on the SDK's pool, where requests may go straight to it, else None.
 
         That is on asyncio with no proxy mounted: the SDK's pool takes its connection locks without
         passing round the loop, so a request holds its connection before any other can enter, and
         the gate of :meth:`_send_gated` has nothing left to prevent (one pass into the pool per
-        request without it, measured; 1.06x -> 1.14x a bare httpx loop). Under trio its locks
+        request without it, measured; 1.06x -> 1.14x a bare httpx2 loop). Under trio its locks
         checkpoint, and the gate stays.
         """
         http = self._http
@@ -427,14 +427,14 @@ class FaxClient:
             return None
         return http.sdk_pool_transport if on_asyncio() else None
 
-    async def _send_gated(self, request: httpx.Request, *, stream: bool) -> httpx.Response:
-        """Send through httpx's own pool, letting requests into it one at a time.
+    async def _send_gated(self, request: httpx2.Request, *, stream: bool) -> httpx2.Response:
+        """Send through httpx2's own pool, letting requests into it one at a time.
 
-        httpcore hands every waiting request the *first* idle connection: two requests that enter
+        httpcore2 hands every waiting request the *first* idle connection: two requests that enter
         the pool in the same loop iteration get the same one, and the second fails with
         ``ConnectionNotAvailable`` and goes round the pool again (3.1 passes per download measured,
         each scanning every connection). Holding a per-client lock from entering the pool until
-        httpcore reports the connection in use (its ``trace`` extension: the request's headers being
+        httpcore2 reports the connection in use (its ``trace`` extension: the request's headers being
         sent, or a new connection being opened) makes every pass the last. Nothing waits on the
         network under the lock.
         """
@@ -465,7 +465,7 @@ class FaxClient:
             with anyio.move_on_after(wait if wait is not None else math.inf) as waited:
                 await gate.acquire()
             if waited.cancelled_caught:
-                raise httpx.PoolTimeout(f"no connection became free within {wait} s") from None
+                raise httpx2.PoolTimeout(f"no connection became free within {wait} s") from None
         request.extensions = {**request.extensions, "trace": trace}
         try:
             return await self._http.send(request, stream=stream, follow_redirects=False)
@@ -475,13 +475,13 @@ class FaxClient:
                 gate.release()
 
     @staticmethod
-    def map_transport_error(exc: BaseException, request: httpx.Request) -> Exception:
-        """An httpx error as the SDK's typed error (the key is never part of the message)."""
+    def map_transport_error(exc: BaseException, request: httpx2.Request) -> Exception:
+        """An httpx2 error as the SDK's typed error (the key is never part of the message)."""
         method, url = request.method, _safe_url(request.url)
-        never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
-        if isinstance(exc, httpx.UnsupportedProtocol):
+        never_sent = isinstance(exc, httpx2.ConnectError | httpx2.ConnectTimeout | httpx2.PoolTimeout)
+        if isinstance(exc, httpx2.UnsupportedProtocol):
             return ConfigurationError(f"Unsupported URL for {method} {url}: {exc}")
-        if isinstance(exc, httpx.TimeoutException):
+        if isinstance(exc, httpx2.TimeoutException):
             return APITimeoutError(
                 f"{type(exc).__name__} on {method} {url}", method=method, url=url, request_sent=not never_sent
             )
@@ -493,10 +493,10 @@ class FaxClient:
         )
 
     @staticmethod
-    def _status_error(request: httpx.Request, response: httpx.Response, *, secret: str | None = None) -> APIStatusError:
+    def _status_error(request: httpx2.Request, response: httpx2.Response, *, secret: str | None = None) -> APIStatusError:
         try:
             text = response.text
-        except (httpx.ResponseNotRead, UnicodeDecodeError):
+        except (httpx2.ResponseNotRead, UnicodeDecodeError):
             text = ""
         if secret:  # an API that echoes the key must not put it into messages and logs
             text = text.replace(secret, mask_key(secret))
@@ -545,10 +545,10 @@ class FaxClient:
         headers: Mapping[str, str] | None = None,
         max_retries: int | None = None,
         idempotent: bool | None = None,
-    ) -> httpx.Response:
+    ) -> httpx2.Response:
         """Call any API path (the escape hatch for what the SDK does not wrap yet).
 
-        Returns the read ``httpx.Response``; an error status raises the typed error. GET, HEAD,
+        Returns the read ``httpx2.Response``; an error status raises the typed error. GET, HEAD,
         PUT and DELETE are retried; other methods only when they never reached the server,
         unless ``idempotent=True``::
 
@@ -560,7 +560,7 @@ class FaxClient:
             idempotent = method in ("GET", "HEAD", "PUT", "DELETE", "OPTIONS")
         policy = self.retry_policy.with_max_retries(max_retries)
 
-        async def once() -> httpx.Response:
+        async def once() -> httpx2.Response:
             return await self.send(self.build_request(method, path, params=params, json=json, headers=headers))
 
         return await call_with_retries(once, policy, idempotent=idempotent, operation=f"{method} {path}")
@@ -634,13 +634,13 @@ class _DownloadSlot:
 
 
 #: What the stream of a closed response is replaced with (see :func:`close_response`).
-_SPENT_STREAM = httpx.ByteStream(b"")
+_SPENT_STREAM = httpx2.ByteStream(b"")
 
 
-def drop_stream(response: httpx.Response) -> None:
-    """Let go of a closed response's stream, breaking the reference cycle httpx leaves.
+def drop_stream(response: httpx2.Response) -> None:
+    """Let go of a closed response's stream, breaking the reference cycle httpx2 leaves.
 
-    ``httpx.AsyncClient`` wraps every response's stream in an object that refers back to the
+    ``httpx2.AsyncClient`` wraps every response's stream in an object that refers back to the
     response: a cycle, so a finished response, its request and everything they hold (about 45
     objects per download) waited for the garbage collector instead of being freed at once. With
     hundreds of downloads that meant more and longer collections, each one stalling the event loop
@@ -650,38 +650,38 @@ def drop_stream(response: httpx.Response) -> None:
         response.stream = _SPENT_STREAM
 
 
-async def close_response(response: httpx.Response) -> None:
+async def close_response(response: httpx2.Response) -> None:
     """``response.aclose()``, then :func:`drop_stream`."""
     await response.aclose()
     drop_stream(response)
 
 
-class _NoCookies(httpx.Cookies):
+class _NoCookies(httpx2.Cookies):
     """A cookie store that keeps nothing: the API authenticates with a header, not a session cookie."""
 
-    def extract_cookies(self, response: httpx.Response) -> None:
+    def extract_cookies(self, response: httpx2.Response) -> None:
         return None
 
 
-class _HTTPClient(httpx.AsyncClient):
-    """The SDK's own ``httpx.AsyncClient``: it keeps no cookies.
+class _HTTPClient(httpx2.AsyncClient):
+    """The SDK's own ``httpx2.AsyncClient``: it keeps no cookies.
 
-    httpx parses every response for ``Set-Cookie`` (two adapter objects and a ``CookieJar`` pass per
+    httpx2 parses every response for ``Set-Cookie`` (two adapter objects and a ``CookieJar`` pass per
     response): about 5% of a bulk download's event-loop time, for cookies this API never uses. A
     client injected with ``http_client=`` is used as it is.
     """
 
     _no_cookies = _NoCookies()
-    #: httpx's own transport, once it runs on the SDK's pool (`_netbackend.use_asyncio_backend`).
-    sdk_pool_transport: httpx.AsyncBaseTransport | None = None
+    #: httpx2's own transport, once it runs on the SDK's pool (`_netbackend.use_asyncio_backend`).
+    sdk_pool_transport: httpx2.AsyncBaseTransport | None = None
 
-    def _init_transport(self, *args: Any, **kwargs: Any) -> httpx.AsyncBaseTransport:
-        # httpx's own transport (none given): its httpcore pool reads and writes through the SDK's
+    def _init_transport(self, *args: Any, **kwargs: Any) -> httpx2.AsyncBaseTransport:
+        # httpx2's own transport (none given): its httpcore2 pool reads and writes through the SDK's
         # asyncio backend instead of anyio's streams (_netbackend.py: about 1.3x a bulk download).
         made = super()._init_transport(*args, **kwargs)
         if kwargs.get("transport") is None:
-            # Imported here: httpcore (and with it anyio, and trio where installed) loads with the
-            # first client's transport, as in httpx itself, not with ``import audian_fax_async``.
+            # Imported here: httpcore2 (and with it anyio, and trio where installed) loads with the
+            # first client's transport, as in httpx2 itself, not with ``import audian_fax_async``.
             from ._netbackend import use_asyncio_backend
 
             if use_asyncio_backend(made):
@@ -689,7 +689,7 @@ class _HTTPClient(httpx.AsyncClient):
         return made
 
     @property
-    def cookies(self) -> httpx.Cookies:
+    def cookies(self) -> httpx2.Cookies:
         return self._no_cookies
 
     @cookies.setter
@@ -713,12 +713,12 @@ def _import_resources() -> None:
 
 @functools.cache
 def _shared_ssl_context() -> ssl.SSLContext:
-    """One verifying TLS context for every client, as httpx builds it (certifi, or SSL_CERT_FILE /
+    """One verifying TLS context for every client, as httpx2 builds it (certifi, or SSL_CERT_FILE /
     SSL_CERT_DIR): building one loads the CA bundle, about 50 ms of CPU per client otherwise."""
-    return httpx.create_ssl_context()
+    return httpx2.create_ssl_context()
 
 
-def decode_json(response: httpx.Response) -> Any:
+def decode_json(response: httpx2.Response) -> Any:
     """The JSON body of a response, or a :class:`ValidationError` naming what is wrong."""
     try:
         return _json.loads(response.content)
@@ -731,7 +731,7 @@ def decode_json(response: httpx.Response) -> Any:
         ) from None
 
 
-def _safe_url(url: httpx.URL) -> str:
+def _safe_url(url: httpx2.URL) -> str:
     """The URL without userinfo (credentials never appear in messages)."""
     return str(url.copy_with(username=None, password=None)) if url.userinfo else str(url)
 

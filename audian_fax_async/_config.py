@@ -6,7 +6,7 @@ import hashlib
 import os
 from collections.abc import Mapping
 
-import httpx
+import httpx2
 
 from ._exceptions import ConfigurationError
 
@@ -30,8 +30,8 @@ DEFAULT_BASE_URL = "https://api.audian.com:8443/v2"
 DEFAULT_MAX_RETRIES = 3
 #: The account's documented limit: "Concurrent downloads: 10 per account".
 DEFAULT_MAX_CONCURRENT_DOWNLOADS = 10
-DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=30.0, pool=30.0)
-DEFAULT_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=32, keepalive_expiry=30.0)
+DEFAULT_TIMEOUT = httpx2.Timeout(connect=10.0, read=60.0, write=30.0, pool=30.0)
+DEFAULT_LIMITS = httpx2.Limits(max_connections=64, max_keepalive_connections=32, keepalive_expiry=30.0)
 
 
 def resolve_api_key(api_key: str | None, env: Mapping[str, str] | None = None) -> str:
@@ -47,12 +47,12 @@ def resolve_api_key(api_key: str | None, env: Mapping[str, str] | None = None) -
     return key
 
 
-def resolve_base_url(base_url: str | httpx.URL | None, env: Mapping[str, str] | None = None) -> httpx.URL:
+def resolve_base_url(base_url: str | httpx2.URL | None, env: Mapping[str, str] | None = None) -> httpx2.URL:
     env = os.environ if env is None else env
     raw = base_url if base_url is not None else env.get(BASE_URL_ENV) or DEFAULT_BASE_URL
     try:
-        url = httpx.URL(str(raw))
-    except httpx.InvalidURL as exc:
+        url = httpx2.URL(str(raw))
+    except httpx2.InvalidURL as exc:
         raise ConfigurationError(f"Invalid base URL {raw!r}: {exc}") from None
     if url.scheme not in ("http", "https") or not url.host:
         raise ConfigurationError(f"Invalid base URL {str(raw)!r}: expected http(s)://host[:port]/path")
@@ -67,7 +67,7 @@ def mask_key(key: str) -> str:
     return "…" + key[-4:] if len(key) > 12 else "…"
 
 
-def account_id(api_key: str, base_url: httpx.URL) -> str:
+def account_id(api_key: str, base_url: httpx2.URL) -> str:
     """An opaque, stable name for the account behind a key (the key itself never leaves the client)."""
     origin = f"{base_url.scheme}://{base_url.netloc.decode('ascii')}"
     return hashlib.sha256(f"{origin}\x00{api_key}".encode()).hexdigest()[:24]

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import anyio
-import httpx
+import httpx2
 from attrs import define, frozen
 
 from ._client import close_response
@@ -86,7 +86,7 @@ def range_headers(offset: int, etag: str | None) -> dict[str, str]:
     return headers
 
 
-def plan_body(status: int, headers: httpx.Headers, *, offset: int) -> BodyPlan:
+def plan_body(status: int, headers: httpx2.Headers, *, offset: int) -> BodyPlan:
     """Read a download response's status and headers; raise :class:`_Restart` if it cannot continue."""
     etag = headers.get("ETag")
     if etag is not None and etag.startswith("W/"):
@@ -109,7 +109,7 @@ def plan_body(status: int, headers: httpx.Headers, *, offset: int) -> BodyPlan:
     raise _Restart(f"unexpected status {status} for a document")
 
 
-def _content_length(headers: httpx.Headers) -> int | None:
+def _content_length(headers: httpx2.Headers) -> int | None:
     raw = headers.get("Content-Length")
     if raw is None or "chunked" in headers.get("Transfer-Encoding", "").lower():
         return None
@@ -313,7 +313,7 @@ def _destination_error(exc: OSError, path: Path) -> DestinationError:
     return DestinationError(f"cannot write {path}: {reason}")
 
 
-async def _open_document(client: FaxClient, fax_id: str, state: _Progress) -> tuple[httpx.Response, BodyPlan]:
+async def _open_document(client: FaxClient, fax_id: str, state: _Progress) -> tuple[httpx2.Response, BodyPlan]:
     request = client.build_request("GET", fax_path(fax_id, "download"), headers=range_headers(state.offset, state.etag))
     response = await client.send(request, stream=True)
     try:
@@ -325,7 +325,7 @@ async def _open_document(client: FaxClient, fax_id: str, state: _Progress) -> tu
     return response, plan
 
 
-def _raw_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
+def _raw_chunks(response: httpx2.Response) -> AsyncIterator[bytes]:
     """The body as it arrives; a body that was already read (mock transports read theirs) in one piece."""
     if response.is_stream_consumed and hasattr(response, "_content"):
 
@@ -334,7 +334,7 @@ def _raw_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
 
         return whole()
     stream = response.stream
-    if isinstance(stream, httpx.AsyncByteStream) and not response.is_stream_consumed and not response.is_closed:
+    if isinstance(stream, httpx2.AsyncByteStream) and not response.is_stream_consumed and not response.is_closed:
         # The transport's own chunks, without aiter_raw's generator and re-chunking around them (one
         # layer less per chunk); the caller closes the response as before.
         response.is_stream_consumed = True
@@ -344,7 +344,7 @@ def _raw_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
 
 async def _read_body(
     client: FaxClient,
-    response: httpx.Response,
+    response: httpx2.Response,
     state: _Progress,
     limit: int,
     fax_id: str,
@@ -362,7 +362,7 @@ async def _read_body(
             write(chunk)
             state.take(chunk)
         await pacer.turn()  # hundreds finishing together take turns too (closing, committing)
-    except httpx.HTTPError as exc:
+    except httpx2.HTTPError as exc:
         raise client.map_transport_error(exc, response.request) from exc
     finally:
         with anyio.CancelScope(shield=True):
@@ -585,7 +585,7 @@ class DocumentStream:
         self._state = _Progress()
         self._hasher = hashlib.sha256()
         self._used = False
-        self._response: httpx.Response | None = None
+        self._response: httpx2.Response | None = None
 
     @property
     def bytes_read(self) -> int:
@@ -631,7 +631,7 @@ class DocumentStream:
                         self._hasher.update(chunk)
                         state.take(chunk)
                         yield chunk
-                except httpx.HTTPError as exc:
+                except httpx2.HTTPError as exc:
                     raise self._client.map_transport_error(exc, response.request) from exc
                 finally:
                     self._response = None

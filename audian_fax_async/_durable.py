@@ -6,7 +6,7 @@ so they never run on the event loop itself. A Python worker thread is the usual 
 the costly one while the loop is busy: the thread and the loop hand the GIL back and forth around
 each of the commit's system calls, and every hand-off waits for the scheduler. Measured on scenario
 2's servers (600 x 450 KB from nginx, 10 at a time, nine alternated rounds): the SDK with one
-worker-thread trip per file reached 0.77x a bare httpx loop (3.18 ms of CPU per document), and 0.96x
+worker-thread trip per file reached 0.77x a bare httpx2 loop (3.18 ms of CPU per document), and 0.96x
 (2.41 ms) with the fsyncs sent to the kernel through Linux AIO, which completes them in the
 kernel's own workers and wakes the loop through an eventfd (benchmarks/README.md).
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
+import httpx2
 
 __all__ = [
     "APIConnectionError",
@@ -110,7 +110,7 @@ class APIStatusError(AudianError):
         code: str | None = None,
         api_message: str | None = None,
         request_id: str | None = None,
-        response: httpx.Response | None = None,
+        response: httpx2.Response | None = None,
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
@@ -260,7 +260,7 @@ def status_error_class(status_code: int) -> type[APIStatusError]:
     return APIStatusError
 
 
-def find_request_id(headers: httpx.Headers) -> str | None:
+def find_request_id(headers: httpx2.Headers) -> str | None:
     for name in _REQUEST_ID_HEADERS:
         value: str | None = headers.get(name)
         if value:

@@ -3,7 +3,7 @@
 hashlib releases the GIL while it hashes more than 2 KiB, so a chunk hashed in another thread costs
 the event loop only a queue put. That pays for big chunks (aiohttp hands over 100-250 KB at a time:
 a bare aiohttp loop that hashes ran 0.50 s for 400 documents inline and 0.37 s with the hashing
-beside it) and does not for httpx's 64 KiB ones, where the hashing thread's GIL hand-offs slow the
+beside it) and does not for httpx2's 64 KiB ones, where the hashing thread's GIL hand-offs slow the
 loop more than the hashing itself (1.05 s inline, 1.41 s beside it; benchmarks/README.md). So a
 :class:`StreamHasher` hashes small chunks inline and big ones in the package's hashing thread, in
 order: once a chunk went to the thread, the following ones follow it until the thread caught up.

@@ -1,6 +1,6 @@
-"""httpcore's network I/O on asyncio's own transports, for the SDK's own HTTP client.
+"""httpcore2's network I/O on asyncio's own transports, for the SDK's own HTTP client.
 
-httpcore reaches the network through a *network backend* (its documented extension point,
+httpcore2 reaches the network through a *network backend* (its documented extension point,
 ``AsyncConnectionPool(network_backend=...)``). Its default on asyncio is anyio's socket streams, and
 that costs more per read than the read itself: every ``read`` and ``write`` enters
 ``anyio.fail_after`` (a cancel scope, which looks up the current task) and goes through anyio's
@@ -11,24 +11,24 @@ which builds anyio's attribute mapping and polls the socket. A bulk download mak
 :class:`AsyncioBackend` does the same work on an ``asyncio.Protocol``: bytes wait in a deque filled
 by ``data_received``; a read returns what is buffered at once and only waits (with a timer, not a
 cancel scope) when nothing is; an idle connection is "readable" when bytes or the end arrived, with
-no system call. A chunk asyncio received (up to 256 KiB) is handed on whole even when httpcore asked
-for less: httpcore reads bodies ``READ_NUM_BYTES`` (64 KiB) at a time and h11 takes data of any size,
-so splitting would only add copies and one more pass through httpcore, h11, httpx and the SDK per
+no system call. A chunk asyncio received (up to 256 KiB) is handed on whole even when httpcore2 asked
+for less: httpcore2 reads bodies ``READ_NUM_BYTES`` (64 KiB) at a time and h11 takes data of any size,
+so splitting would only add copies and one more pass through httpcore2, h11, httpx2 and the SDK per
 64 KiB. Reads below 64 KiB (a SOCKS handshake) keep their limit.
 
 Measured on scenario 2's servers (400 x 450 KB from nginx, 10 at a time, six alternated rounds):
-a bare httpx loop took 2.06 ms per document with httpcore's default backend and 1.58 ms with this
-one (1.31x); handing whole chunks on took the SDK from 0.84x to 0.98x a bare httpx
+a bare httpx2 loop took 2.06 ms per document with httpcore2's default backend and 1.58 ms with this
+one (1.31x); handing whole chunks on took the SDK from 0.84x to 0.98x a bare httpx2
 loop (600 documents, eight rounds; benchmarks/README.md).
 
 It is used only by the client the SDK builds for itself (``FaxClient()`` without ``http_client=``
 or ``transport=``), and only on asyncio: under any other event loop (trio), or with socket options
-it does not handle, each call goes to httpcore's own backend. Memory stays bounded: above
+it does not handle, each call goes to httpcore2's own backend. Memory stays bounded: above
 ``HIGH_WATER`` buffered bytes the socket stops being read (TCP then slows the sender) until the
 reader has taken the buffer down to ``LOW_WATER``.
 """
 
-# httpcore's interface takes a ``timeout`` argument on every async method (ASYNC109).
+# httpcore2's interface takes a ``timeout`` argument on every async method (ASYNC109).
 # ruff: noqa: ASYNC109
 from __future__ import annotations
 
@@ -39,11 +39,11 @@ from collections.abc import Coroutine, Iterable
 from typing import Any, Literal
 
 import anyio
-import httpcore
-import httpx
+import httpcore2
+import httpx2
 import sniffio
 from h11._receivebuffer import ReceiveBuffer
-from httpcore._synchronization import AsyncLock
+from httpcore2._synchronization import AsyncLock
 
 from ._threads import on_asyncio
 
@@ -180,8 +180,8 @@ def _reason(error: BaseException | None, default: str) -> str:
     return str(error) or type(error).__name__
 
 
-class AsyncioStream(httpcore.AsyncNetworkStream):
-    """An httpcore network stream over an asyncio transport and :class:`_Protocol`."""
+class AsyncioStream(httpcore2.AsyncNetworkStream):
+    """An httpcore2 network stream over an asyncio transport and :class:`_Protocol`."""
 
     def __init__(self, transport: asyncio.Transport, protocol: _Protocol) -> None:
         self._transport = transport
@@ -191,12 +191,12 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         protocol = self._protocol
         if not protocol.chunks:
             if not protocol.eof and not await protocol.wait("read", timeout):
-                raise httpcore.ReadTimeout(f"no data within {timeout} s")
+                raise httpcore2.ReadTimeout(f"no data within {timeout} s")
             if not protocol.chunks:  # the end (a clean one, or a broken connection)
                 if protocol.error is not None:
-                    raise httpcore.ReadError(_reason(protocol.error, "connection lost")) from protocol.error
+                    raise httpcore2.ReadError(_reason(protocol.error, "connection lost")) from protocol.error
                 return b""
-        # httpcore reads bodies 64 KiB at a time; a chunk asyncio received whole (up to 256 KiB) is
+        # httpcore2 reads bodies 64 KiB at a time; a chunk asyncio received whole (up to 256 KiB) is
         # handed on whole instead (see the module's docstring). Small reads keep their limit.
         return protocol.take(max_bytes if max_bytes < WHOLE_CHUNK_READS else max(max_bytes, _CHUNK_CAP))
 
@@ -205,14 +205,14 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             return
         protocol = self._protocol
         if protocol.lost or self._transport.is_closing():
-            raise httpcore.WriteError(_reason(protocol.error, "the connection is closed"))
+            raise httpcore2.WriteError(_reason(protocol.error, "the connection is closed"))
         self._transport.write(buffer)
         while protocol.writing_paused and not protocol.lost:
             if not await protocol.wait("drain", timeout):
-                raise httpcore.WriteTimeout(f"could not send within {timeout} s")
+                raise httpcore2.WriteTimeout(f"could not send within {timeout} s")
         error = self._protocol.error  # (not narrowed: the wait above may have changed it)
         if error is not None:
-            raise httpcore.WriteError(_reason(error, "connection lost")) from error
+            raise httpcore2.WriteError(_reason(error, "connection lost")) from error
 
     async def aclose(self) -> None:
         # close() keeps the socket open until buffered writes are sent, which a peer that stopped
@@ -228,7 +228,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         ssl_context: ssl.SSLContext,
         server_hostname: str | None = None,
         timeout: float | None = None,
-    ) -> httpcore.AsyncNetworkStream:
+    ) -> httpcore2.AsyncNetworkStream:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout):
@@ -237,13 +237,13 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
                 )
         except TimeoutError:
             self._transport.close()
-            raise httpcore.ConnectTimeout(f"TLS handshake not done within {timeout} s") from None
+            raise httpcore2.ConnectTimeout(f"TLS handshake not done within {timeout} s") from None
         except (ssl.SSLError, OSError, ConnectionError, RuntimeError) as exc:
             self._transport.close()
-            raise httpcore.ConnectError(_reason(exc, "TLS handshake failed")) from exc
+            raise httpcore2.ConnectError(_reason(exc, "TLS handshake failed")) from exc
         if transport is None:  # the connection closed during the handshake
             self._transport.close()
-            raise httpcore.ConnectError("the connection closed during the TLS handshake")
+            raise httpcore2.ConnectError("the connection closed during the TLS handshake")
         assert isinstance(transport, asyncio.Transport)
         self._protocol.transport = transport
         return AsyncioStream(transport, self._protocol)
@@ -265,33 +265,33 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
 async def _connected(
     connecting: Coroutine[Any, Any, tuple[asyncio.BaseTransport, _Protocol]], where: str, timeout: float | None
 ) -> AsyncioStream:
-    """Await a connection within ``timeout``; httpcore's errors for a refusal or a timeout."""
+    """Await a connection within ``timeout``; httpcore2's errors for a refusal or a timeout."""
     try:
         async with asyncio.timeout(timeout):
             transport, protocol = await connecting
     except TimeoutError:
-        raise httpcore.ConnectTimeout(f"could not connect to {where} within {timeout} s") from None
+        raise httpcore2.ConnectTimeout(f"could not connect to {where} within {timeout} s") from None
     except OSError as exc:
-        raise httpcore.ConnectError(_reason(exc, f"could not connect to {where}")) from exc
+        raise httpcore2.ConnectError(_reason(exc, f"could not connect to {where}")) from exc
     assert isinstance(transport, asyncio.Transport)
     return AsyncioStream(transport, protocol)
 
 
-class AsyncioBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's network backend on asyncio transports; httpcore's own backend elsewhere."""
+class AsyncioBackend(httpcore2.AsyncNetworkBackend):
+    """httpcore2's network backend on asyncio transports; httpcore2's own backend elsewhere."""
 
     def __init__(self) -> None:
-        self._others: dict[str, httpcore.AsyncNetworkBackend] = {}
+        self._others: dict[str, httpcore2.AsyncNetworkBackend] = {}
 
-    def _other(self) -> httpcore.AsyncNetworkBackend:
-        """httpcore's own backend for this event loop (trio's on trio, anyio's on asyncio)."""
+    def _other(self) -> httpcore2.AsyncNetworkBackend:
+        """httpcore2's own backend for this event loop (trio's on trio, anyio's on asyncio)."""
         try:
             library = sniffio.current_async_library()
         except sniffio.AsyncLibraryNotFoundError:
             library = "asyncio"
         backend = self._others.get(library)
         if backend is None:
-            backend = httpcore.TrioBackend() if library == "trio" else httpcore.AnyIOBackend()
+            backend = httpcore2.TrioBackend() if library == "trio" else httpcore2.AnyIOBackend()
             self._others[library] = backend
         return backend
 
@@ -302,7 +302,7 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         timeout: float | None = None,
         local_address: str | None = None,
         socket_options: Iterable[_SocketOption] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
+    ) -> httpcore2.AsyncNetworkStream:
         if socket_options or not on_asyncio():
             return await self._other().connect_tcp(host, port, timeout, local_address, socket_options)
         connecting = asyncio.get_running_loop().create_connection(
@@ -319,7 +319,7 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         path: str,
         timeout: float | None = None,
         socket_options: Iterable[_SocketOption] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
+    ) -> httpcore2.AsyncNetworkStream:
         if socket_options or not on_asyncio():
             return await self._other().connect_unix_socket(path, timeout, socket_options)
         connecting = asyncio.get_running_loop().create_unix_connection(_Protocol, path)
@@ -333,9 +333,9 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
 
 
 class _FastLock(AsyncLock):
-    """httpcore's connection lock, without a pass round the event loop when nobody holds it.
+    """httpcore2's connection lock, without a pass round the event loop when nobody holds it.
 
-    httpcore's ``AsyncLock`` is an ``anyio.Lock``, whose uncontended acquire still yields to the
+    httpcore2's ``AsyncLock`` is an ``anyio.Lock``, whose uncontended acquire still yields to the
     event loop once (a cancellation checkpoint). A request takes three such locks (the connection's
     request lock, then the HTTP/1.1 state lock on sending and on closing), so each download waited
     three times behind every other ready callback while it held a download slot. anyio's
@@ -354,11 +354,11 @@ class ZeroCopyReceiveBuffer(ReceiveBuffer):
     """h11's receive buffer, without copying a body chunk that the body takes whole.
 
     h11 appends every received chunk to a ``bytearray``, takes the body out of it with two slices
-    (the first only to see whether anything is there), and httpcore turns the slice into ``bytes``:
+    (the first only to see whether anything is there), and httpcore2 turns the slice into ``bytes``:
     four copies of every body byte on top of the one from the socket, about a tenth of the event
     loop's time in a bulk download (benchmarks/README.md). Here a ``bytes`` chunk that arrives
     while the buffer is empty is kept as it is and handed on as it is when the body takes all of it
-    (httpcore's ``bytes()`` of it is then the same object); anything else (headers, the end of one
+    (httpcore2's ``bytes()`` of it is then the same object); anything else (headers, the end of one
     body and the start of the next, a chunk-size line) goes through the ``bytearray`` as before,
     with the first slice dropped. The events h11 makes are the same byte for byte (tested against
     h11's own buffer).
@@ -396,7 +396,7 @@ class ZeroCopyReceiveBuffer(ReceiveBuffer):
             self._whole = None
             self._next_line_search = 0
             self._multiple_lines_search = 0
-            return whole  # type: ignore[return-value]  # bytes: h11 and httpcore take either
+            return whole  # type: ignore[return-value]  # bytes: h11 and httpcore2 take either
         self._spill()
         data = self._data
         if not data:
@@ -421,26 +421,26 @@ class ZeroCopyReceiveBuffer(ReceiveBuffer):
         return super().is_next_line_obviously_invalid_request_line()
 
 
-class _SDKHTTPConnection(httpcore.AsyncHTTPConnection):
-    """httpcore's connection, with :class:`_FastLock` for its request lock and its HTTP/1.1 state lock.
+class _SDKHTTPConnection(httpcore2.AsyncHTTPConnection):
+    """httpcore2's connection, with :class:`_FastLock` for its request lock and its HTTP/1.1 state lock.
 
-    httpcore creates the HTTP/1.1 connection inside ``handle_async_request``; the state lock is
+    httpcore2 creates the HTTP/1.1 connection inside ``handle_async_request``; the state lock is
     swapped as that connection is stored, before anything can take it.
     """
 
-    _http: httpcore.AsyncConnectionInterface | None
+    _http: httpcore2.AsyncConnectionInterface | None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._request_lock = _FastLock()
 
-    @property  # an attribute in httpcore; a property here, to see it set
-    def _connection(self) -> httpcore.AsyncConnectionInterface | None:
+    @property  # an attribute in httpcore2; a property here, to see it set
+    def _connection(self) -> httpcore2.AsyncConnectionInterface | None:
         return self._http
 
     @_connection.setter
-    def _connection(self, connection: httpcore.AsyncConnectionInterface | None) -> None:
-        if isinstance(connection, httpcore.AsyncHTTP11Connection):
+    def _connection(self, connection: httpcore2.AsyncConnectionInterface | None) -> None:
+        if isinstance(connection, httpcore2.AsyncHTTP11Connection):
             connection._state_lock = _FastLock()
             h11_state = connection._h11_state
             if type(h11_state._receive_buffer) is ReceiveBuffer and not h11_state._receive_buffer:
@@ -448,18 +448,18 @@ class _SDKHTTPConnection(httpcore.AsyncHTTPConnection):
         self._http = connection
 
 
-class SDKConnectionPool(httpcore.AsyncConnectionPool):
-    """httpcore's pool, reclaiming the connections that cancelled requests leave behind.
+class SDKConnectionPool(httpcore2.AsyncConnectionPool):
+    """httpcore2's pool, reclaiming the connections that cancelled requests leave behind.
 
-    httpcore 1.0.9 loses a connection for good when a request is cancelled after the pool gave it a
+    httpcore2 1.0.9 loses a connection for good when a request is cancelled after the pool gave it a
     new connection and before that connection marked itself active (the ``_state_lock`` acquire in
     ``AsyncHTTP11Connection.handle_async_request``): the connection stays ``NEW``, neither idle nor
-    closed nor available, holding its socket and one of the pool's slots (encode/httpcore#1093 and
+    closed nor available, holding its socket and one of the pool's slots (encode/httpcore2#1093 and
     #1099, unreleased). Every request the pool still knows names its connection, so a connection
     that is not idle, not closed and named by no request is such an orphan: it is closed here.
     """
 
-    def _assign_requests_to_connections(self) -> list[httpcore.AsyncConnectionInterface]:
+    def _assign_requests_to_connections(self) -> list[httpcore2.AsyncConnectionInterface]:
         owned = {id(request.connection) for request in self._requests if request.connection is not None}
         orphans = [
             connection
@@ -470,7 +470,7 @@ class SDKConnectionPool(httpcore.AsyncConnectionPool):
             self._connections.remove(connection)
         return orphans + super()._assign_requests_to_connections()
 
-    def create_connection(self, origin: httpcore.Origin) -> httpcore.AsyncConnectionInterface:
+    def create_connection(self, origin: httpcore2.Origin) -> httpcore2.AsyncConnectionInterface:
         if self._proxy is not None:
             return super().create_connection(origin)
         return _SDKHTTPConnection(
@@ -486,13 +486,13 @@ class SDKConnectionPool(httpcore.AsyncConnectionPool):
             socket_options=self._socket_options,
         )
 
-    async def _close_connections(self, closing: list[httpcore.AsyncConnectionInterface]) -> None:
+    async def _close_connections(self, closing: list[httpcore2.AsyncConnectionInterface]) -> None:
         # Called twice per request, nearly always with nothing to close: skip the shielded scope.
         if closing:
             await super()._close_connections(closing)
 
 
-#: The stock pool's settings, as httpcore 1.0 keeps them: constructor argument -> attribute.
+#: The stock pool's settings, as httpcore2 1.0 keeps them: constructor argument -> attribute.
 _POOL_SETTINGS = {
     "ssl_context": "_ssl_context",
     "max_connections": "_max_connections",
@@ -507,16 +507,16 @@ _POOL_SETTINGS = {
 }
 
 
-def use_asyncio_backend(transport: httpx.AsyncBaseTransport) -> bool:
-    """Give httpx's own transport an :class:`SDKConnectionPool` on :class:`AsyncioBackend`; True if done.
+def use_asyncio_backend(transport: httpx2.AsyncBaseTransport) -> bool:
+    """Give httpx2's own transport an :class:`SDKConnectionPool` on :class:`AsyncioBackend`; True if done.
 
-    Only an ``httpx.AsyncHTTPTransport`` over a plain, unused ``httpcore.AsyncConnectionPool`` (no
-    proxy) is changed; the new pool has the stock one's settings. httpx keeps the pool in ``_pool``
-    and httpcore its settings in the attributes above (httpx 0.18-0.28, httpcore 1.0; the SDK pins
-    httpx below 0.29). If any is missing, the stock pool stays (a test checks they are there).
+    Only an ``httpx2.AsyncHTTPTransport`` over a plain, unused ``httpcore2.AsyncConnectionPool`` (no
+    proxy) is changed; the new pool has the stock one's settings. httpx2 keeps the pool in ``_pool``
+    and httpcore2 its settings in the attributes above (httpx2 0.18-0.28, httpcore2 1.0; the SDK pins
+    httpx2 below 0.29). If any is missing, the stock pool stays (a test checks they are there).
     """
     pool = getattr(transport, "_pool", None)
-    if type(transport) is not httpx.AsyncHTTPTransport or type(pool) is not httpcore.AsyncConnectionPool:
+    if type(transport) is not httpx2.AsyncHTTPTransport or type(pool) is not httpcore2.AsyncConnectionPool:
         return False
     if pool.connections or getattr(pool, "_proxy", None) is not None:
         return False

@@ -3,7 +3,7 @@
 asyncio runs every callback that is ready in one loop iteration. With 50 accounts x 10 slots in one
 process, hundreds of downloads reach their heavy steps together (opening a connection and sending
 the request; closing the response and committing the file), each step a few hundred microseconds
-of CPU on httpx. One iteration then runs for 100-400 ms, and every other task of the process (a web
+of CPU on httpx2. One iteration then runs for 100-400 ms, and every other task of the process (a web
 request, a heartbeat) waits behind it (benchmarks/README.md, scenario 5).
 
 :class:`Pacer` lets at most ``per_iteration`` downloads through such a step per loop iteration

@@ -1,4 +1,4 @@
-"""What the SDK is compared with: bare httpx and bare aiohttp download loops, and the SDK's own loop.
+"""What the SDK is compared with: bare httpx2 and bare aiohttp download loops, and the SDK's own loop.
 
 The bare loops are what a user would write by hand: a fixed number of workers taking URLs from one
 shared iterator, each streaming a response into a file with plain blocking writes. They do none of
@@ -20,7 +20,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import aiohttp
-import httpx
+import httpx2
 
 from audian_fax_async import FaxClient, OutcomeKind
 
@@ -47,15 +47,15 @@ async def _workers(
     await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
-def bare_httpx_client(key: str, concurrency: int) -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    return httpx.AsyncClient(headers={_HEADER: key}, limits=limits, timeout=120)
+def bare_httpx_client(key: str, concurrency: int) -> httpx2.AsyncClient:
+    limits = httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    return httpx2.AsyncClient(headers={_HEADER: key}, limits=limits, timeout=120)
 
 
 async def httpx_loop(
-    urls: Sequence[str], key: str, dest: Path, concurrency: int, *, client: httpx.AsyncClient | None = None
+    urls: Sequence[str], key: str, dest: Path, concurrency: int, *, client: httpx2.AsyncClient | None = None
 ) -> int:
-    """Bare httpx: ``stream``, ``aiter_raw``, blocking writes; returns the bytes written.
+    """Bare httpx2: ``stream``, ``aiter_raw``, blocking writes; returns the bytes written.
 
     A ``client`` passed in is used (and closed); otherwise one is made here.
     """
@@ -153,7 +153,7 @@ async def _checked_loop(urls: Sequence[str], dest: Path, concurrency: int, open_
 
 
 async def httpx_checked_loop(urls: Sequence[str], key: str, dest: Path, concurrency: int) -> int:
-    """Bare httpx plus the per-file guarantees, by hand (see the module's docstring)."""
+    """Bare httpx2 plus the per-file guarantees, by hand (see the module's docstring)."""
     async with bare_httpx_client(key, concurrency) as client:
 
         @asynccontextmanager
@@ -184,7 +184,7 @@ async def sdk_download_all(
     dest: Path,
     concurrency: int,
     *,
-    transport: httpx.AsyncBaseTransport | None = None,
+    transport: httpx2.AsyncBaseTransport | None = None,
     client: FaxClient | None = None,
 ) -> int:
     """The SDK: ``download_all`` (listing included); returns the bytes written, failing on any failure.

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 
 from audian_fax_async import FaxClient, OutcomeKind
 
@@ -50,8 +50,8 @@ async def _sdk_one(job: dict[str, Any], out: dict[str, Any]) -> None:
 
 
 async def _httpx_one(job: dict[str, Any], out: dict[str, Any]) -> None:
-    """Bare httpx: stream one document into a file."""
-    async with httpx.AsyncClient(headers={"X-Auth-Token": job["key"]}, timeout=120) as client:
+    """Bare httpx2: stream one document into a file."""
+    async with httpx2.AsyncClient(headers={"X-Auth-Token": job["key"]}, timeout=120) as client:
         _start(out)
         url = f"{job['base_url']}/fax/received/{job['fax_id']}/download"
         total = 0
@@ -65,7 +65,7 @@ async def _httpx_one(job: dict[str, Any], out: dict[str, Any]) -> None:
 
 
 async def _httpx_all(job: dict[str, Any], out: dict[str, Any]) -> None:
-    """Bare httpx loop over the given ids (10 workers)."""
+    """Bare httpx2 loop over the given ids (10 workers)."""
     _start(out)
     urls = [f"{job['base_url']}/fax/received/{i}/download" for i in job["ids"]]
     out["bytes"] = await httpx_loop(urls, job["key"], Path(job["dest"]), int(job.get("concurrency", 10)))

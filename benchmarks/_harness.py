@@ -118,7 +118,7 @@ def environment() -> dict[str, Any]:
         "versions": {
             name: _version(name)
             for name in (
-                *("audian-fax-async", "httpx", "httpcore", "anyio", "aiohttp", "cattrs"),
+                *("audian-fax-async", "httpx2", "httpcore2", "anyio", "aiohttp", "cattrs"),
                 *("uvicorn", "uvloop", "httptools"),
             )
         },

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 
 from audian_fax_async.emulator import AdminClient
 
@@ -226,7 +226,7 @@ class Nginx:
             (self.root / sub).mkdir()
         os.chmod(self.root, 0o755)  # noqa: S103 - nginx's worker process must read the documents
         os.chmod(self.docs, 0o755)  # noqa: S103
-        upstream = httpx.URL(self._emulator.base_url)
+        upstream = httpx2.URL(self._emulator.base_url)
         port = free_port()
         conf = self.root / "nginx.conf"
         download, modules = _download_location(self._latency, self._max_downloads)

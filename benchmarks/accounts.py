@@ -2,7 +2,7 @@
 
 Each account has its own ``FaxClient`` and ``download_all``; a heartbeat task asks to wake every
 10 ms and records how late it woke (the event-loop lag every other task in the process would
-feel). Side by side: 50 bare httpx loops of 10 workers each, under the same heartbeat.
+feel). Side by side: 50 bare httpx2 loops of 10 workers each, under the same heartbeat.
 """
 
 from __future__ import annotations
@@ -73,11 +73,11 @@ def _p99(values: list[float]) -> float:
 
 
 def _side_by_side(server: Backend, params: Params, prefix: str) -> dict[str, dict[str, float]]:
-    """SDK and bare httpx, ``params.rounds`` each, alternating; faxes/s and lag per variant."""
+    """SDK and bare httpx2, ``params.rounds`` each, alternating; faxes/s and lag per variant."""
     keys = [f"{prefix}acct-{n:02d}" for n in range(params.accounts)]
     urls = {key: [server.download_url(i) for i in server.add_account(key, params.faxes, params.size)] for key in keys}
     total = params.accounts * params.faxes
-    kinds = ("sdk", "sdk_aiohttp", "httpx")
+    kinds = ("sdk", "sdk_aiohttp", "httpx2")
     results: dict[str, list[tuple[float, list[float]]]] = {kind: [] for kind in kinds}
     for r in range(params.rounds):
         for kind in kinds[r % 3 :] + kinds[: r % 3]:
@@ -141,9 +141,9 @@ def run(params: Params) -> dict[str, Any]:
     for mode, numbers in (("paced", paced), ("saturated", saturated)):
         for kind, values in numbers.items():
             metrics.update({f"{mode}_{kind}_{k}": v for k, v in values.items()})
-        metrics[f"{mode}_sdk_vs_httpx"] = round(numbers["sdk"]["faxes_per_s"] / numbers["httpx"]["faxes_per_s"], 3)
+        metrics[f"{mode}_sdk_vs_httpx"] = round(numbers["sdk"]["faxes_per_s"] / numbers["httpx2"]["faxes_per_s"], 3)
         metrics[f"{mode}_sdk_aiohttp_vs_httpx"] = round(
-            numbers["sdk_aiohttp"]["faxes_per_s"] / numbers["httpx"]["faxes_per_s"], 3
+            numbers["sdk_aiohttp"]["faxes_per_s"] / numbers["httpx2"]["faxes_per_s"], 3
         )
     if ideal:
         metrics["paced_ideal_faxes_per_s"] = round(ideal, 1)

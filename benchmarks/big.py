@@ -1,5 +1,5 @@
-"""Scenario 3, big documents: 10 x 64 MiB side by side with bare httpx, and one 1 GiB document's
-peak memory growth (measured in a process of its own, against bare httpx doing the same)."""
+"""Scenario 3, big documents: 10 x 64 MiB side by side with bare httpx2, and one 1 GiB document's
+peak memory growth (measured in a process of its own, against bare httpx2 doing the same)."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def run(params: Params) -> dict[str, Any]:
 
             return once
 
-        timings = alternate({"httpx": measured("httpx"), "sdk": measured("sdk")}, params.rounds)
+        timings = alternate({"httpx2": measured("httpx2"), "sdk": measured("sdk")}, params.rounds)
 
         [huge_id] = server.add_account("huge", 1, params.huge)
         memory: dict[str, dict[str, Any]] = {}
@@ -74,14 +74,14 @@ def run(params: Params) -> dict[str, Any]:
             if memory[kind]["bytes"] != params.huge:
                 raise RuntimeError(f"{kind}: {memory[kind]['bytes']} bytes, expected {params.huge}")
 
-    ratio = timings.ratio("sdk", "httpx")
+    ratio = timings.ratio("sdk", "httpx2")
     growth_mb = memory["sdk_one"]["growth"] / 1e6
     return {
         "params": {**asdict(params), "server": "nginx" if params.nginx else "emulator"},
         "timings": timings.to_json(),
         "metrics": {
             "sdk_MBps": round(expected / 1e6 / timings.median("sdk"), 1),
-            "httpx_MBps": round(expected / 1e6 / timings.median("httpx"), 1),
+            "httpx_MBps": round(expected / 1e6 / timings.median("httpx2"), 1),
             "sdk_vs_httpx": round(ratio, 3),
             "huge_sdk_peak_growth_MB": round(growth_mb, 2),
             "huge_httpx_peak_growth_MB": round(memory["httpx_one"]["growth"] / 1e6, 2),
@@ -90,7 +90,7 @@ def run(params: Params) -> dict[str, Any]:
         },
         "targets": [
             target(
-                f"{params.count} x {params.size // MiB} MiB: SDK vs bare httpx",
+                f"{params.count} x {params.size // MiB} MiB: SDK vs bare httpx2",
                 "report (no target)",
                 ratio,
                 True,

@@ -1,4 +1,4 @@
-"""Scenario 7, import time: ``import audian_fax_async`` against ``import httpx`` alone.
+"""Scenario 7, import time: ``import audian_fax_async`` against ``import httpx2`` alone.
 
 Each import runs in a fresh interpreter, alternating, and the bare interpreter's start-up is
 subtracted. ``-X importtime`` names the SDK's own modules that cost the most.
@@ -28,7 +28,7 @@ class Params:
 FULL = Params()
 TINY = Params(rounds=1)
 
-_STATEMENTS = {"python": "pass", "httpx": "import httpx", "sdk": "import audian_fax_async"}
+_STATEMENTS = {"python": "pass", "httpx2": "import httpx2", "sdk": "import audian_fax_async"}
 
 
 def _time(statement: str) -> float:
@@ -61,7 +61,7 @@ def run(params: Params) -> dict[str, Any]:
         for name in names[r % 3 :] + names[: r % 3]:
             runs[name].append(_time(_STATEMENTS[name]))
     base = statistics.median(runs["python"])
-    httpx_s = statistics.median(runs["httpx"]) - base
+    httpx_s = statistics.median(runs["httpx2"]) - base
     sdk_s = statistics.median(runs["sdk"]) - base
     ratio = sdk_s / httpx_s if httpx_s > 0 else float("inf")
     return {
@@ -74,6 +74,6 @@ def run(params: Params) -> dict[str, Any]:
             "largest_cumulative_imports_s": [[name.strip(), round(s, 4)] for name, s in _importtime()],
         },
         "targets": [
-            target("import audian_fax_async vs import httpx", "report (no target)", ratio, True, unit="x"),
+            target("import audian_fax_async vs import httpx2", "report (no target)", ratio, True, unit="x"),
         ],
     }

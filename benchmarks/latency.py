@@ -1,7 +1,7 @@
 """Scenario 1, latency-bound bulk: the API is far away (50 ms added to every response).
 
 1,000 faxes of about 450 KB: the SDK's ``download_all`` against the reference's sequential
-``requests`` loop and a naive unbounded ``asyncio.gather`` of bare httpx downloads (which sleeps
+``requests`` loop and a naive unbounded ``asyncio.gather`` of bare httpx2 downloads (which sleeps
 ``Retry-After`` on a 429 and tries again, or it would never finish). Throughput is reported as a
 share of the ideal for 10 slots: 10 / the time of one download alone.
 
@@ -32,7 +32,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 from attrs import asdict, evolve, frozen
 
 from audian_fax_async import AiohttpTransport
@@ -63,7 +63,7 @@ FULL = Params()
 TINY = Params(faxes=12, size=20_000, latency=0.01, requests_faxes=4, probes=3, rounds=1, nginx=False)
 
 #: The runs alternated in every round: the ideal's unit, the SDK (and on AiohttpTransport), bare
-#: httpx and bare aiohttp loops with 10 slots (the lightest client there is: what this server allows
+#: httpx2 and bare aiohttp loops with 10 slots (the lightest client there is: what this server allows
 #: any client), and the SDK writing to the disk.
 VARIANTS = ("probe", "sdk", "sdk_aiohttp", "httpx_10", "aiohttp_10", "sdk_disk", "probe_emulator", "sdk_emulator")
 #: The variants that download from the emulator directly (the others from nginx, when it is used).
@@ -75,7 +75,7 @@ CLIENTS = tuple(kind for kind in VARIANTS if not kind.startswith("probe"))
 def _one_download_time(base_url: str, key: str, ids: list[str]) -> float:
     """Median seconds of one download alone from ``base_url`` (the ideal's unit)."""
     times = []
-    with httpx.Client(headers={"X-Auth-Token": key}, timeout=60) as client:
+    with httpx2.Client(headers={"X-Auth-Token": key}, timeout=60) as client:
         for fax_id in ids:
             start = clock()
             with client.stream("GET", f"{base_url}/fax/received/{fax_id}/download") as response:
@@ -87,7 +87,7 @@ def _one_download_time(base_url: str, key: str, ids: list[str]) -> float:
 
 
 async def _naive_gather(server: Backend, key: str, ids: list[str], dest: Path) -> None:
-    async with httpx.AsyncClient(headers={"X-Auth-Token": key}, timeout=120) as client:
+    async with httpx2.AsyncClient(headers={"X-Auth-Token": key}, timeout=120) as client:
 
         async def one(fax_id: str) -> None:
             while True:
@@ -286,7 +286,7 @@ def _warm_up(server: Backend, kind: str, params: Params, work: Path) -> None:
 
 def _list_all(server: Backend, key: str) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    with httpx.Client(headers={"X-Auth-Token": key}, timeout=60) as client:
+    with httpx2.Client(headers={"X-Auth-Token": key}, timeout=60) as client:
         while True:
             page = client.get(f"{server.base_url}/fax/received", params={"limit": 100, "offset": len(out)}).json()
             if not page["faxes"]:

@@ -1,7 +1,7 @@
 """Where the SDK's CPU per document goes: the same downloads through one more SDK layer at a time.
 
 ``python -m benchmarks.layers`` serves 400 documents of 450 KB from nginx (as scenario 2) and runs,
-alternating, in 3 rounds: a bare httpx loop; the same loop on the SDK's own ``httpx.AsyncClient``;
+alternating, in 3 rounds: a bare httpx2 loop; the same loop on the SDK's own ``httpx2.AsyncClient``;
 with ``FaxClient.build_request`` and ``send``; inside ``download_slot()``; inside ``call_with_retries``;
 ``download_file`` (temporary file, sha256, checks, fsync and rename); ``download_all`` (listing,
 manifest, outcomes). It prints the median CPU milliseconds per document of each. Not part of
@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
-import httpx
+import httpx2
 
 from audian_fax_async import FaxClient
 from audian_fax_async._download import download_file
@@ -42,7 +42,7 @@ async def _workers(ids: Sequence[str], one: Callable[[str], Awaitable[None]], co
     await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
-async def _save(response: httpx.Response, path: Path) -> None:
+async def _save(response: httpx2.Response, path: Path) -> None:
     with path.open("wb") as handle:
         async for chunk in response.aiter_raw():
             handle.write(chunk)
@@ -52,8 +52,8 @@ async def run_layer(layer: str, base_url: str, key: str, ids: Sequence[str], des
     async with FaxClient(key, base_url=base_url) as client:
         url = f"{base_url}/fax/received/{{}}/download"
         if layer == "bare":
-            limits = httpx.Limits(max_connections=10, max_keepalive_connections=10)
-            async with httpx.AsyncClient(headers={"X-Auth-Token": key}, limits=limits, timeout=120) as bare:
+            limits = httpx2.Limits(max_connections=10, max_keepalive_connections=10)
+            async with httpx2.AsyncClient(headers={"X-Auth-Token": key}, limits=limits, timeout=120) as bare:
 
                 async def bare_one(fax_id: str) -> None:
                     async with bare.stream("GET", url.format(fax_id)) as response:

@@ -2,7 +2,7 @@
 
 The converter is set against the two things it cannot avoid: decoding the JSON (``json.loads`` of
 the same records) and building the same models by hand (``ReceivedFax(...)`` with
-``datetime.fromisoformat``). ``iter()`` is set against a bare httpx loop fetching the same pages
+``datetime.fromisoformat``). ``iter()`` is set against a bare httpx2 loop fetching the same pages
 and decoding them to dicts.
 """
 
@@ -14,7 +14,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
+import httpx2
 from attrs import asdict, frozen
 
 from audian_fax_async import FaxClient, FaxPage, FaxStatus, ReceivedFax
@@ -62,7 +62,7 @@ def _by_hand(item: dict[str, Any]) -> ReceivedFax:
 def run(params: Params) -> dict[str, Any]:
     with backend(nginx=False) as server:
         server.add_account("listing", params.faxes, 4096)
-        with httpx.Client(headers={"X-Auth-Token": "listing"}, timeout=60) as http:
+        with httpx2.Client(headers={"X-Auth-Token": "listing"}, timeout=60) as http:
             sample = http.get(f"{server.base_url}/fax/received", params={"limit": 100}).json()["faxes"]
 
         # The converter: pages of 100 records, as the client structures them.
@@ -114,7 +114,7 @@ def run(params: Params) -> dict[str, Any]:
 
         def bare_pages() -> float:
             async def walk() -> int:
-                async with httpx.AsyncClient(headers={"X-Auth-Token": "listing"}, timeout=60) as http:
+                async with httpx2.AsyncClient(headers={"X-Auth-Token": "listing"}, timeout=60) as http:
                     start = clock()
                     count, offset = 0, 0
                     while True:

@@ -1,7 +1,7 @@
 """Scenario 4, scale: 10,000 small faxes in one ``download_all``, in a process of its own.
 
 Memory growth must stay flat (bounded by the concurrency, not by the number of faxes): the RSS is
-sampled every 1,000 outcomes. CPU seconds per 1,000 faxes are set against a bare httpx loop doing
+sampled every 1,000 outcomes. CPU seconds per 1,000 faxes are set against a bare httpx2 loop doing
 the same downloads (without listing, checks, fsync or manifest).
 """
 

@@ -27,12 +27,12 @@ STATUSES = click.Choice([s.value for s in FaxStatus])
 @click.option("--max-retries", default=DEFAULT_MAX_RETRIES, show_default=True, type=click.IntRange(0, 20))
 @click.option(
     "--transport",
-    type=click.Choice(["httpx", "aiohttp"]),
-    default="httpx",
+    type=click.Choice(["httpx2", "aiohttp"]),
+    default="httpx2",
     show_default=True,
     envvar="AUDIAN_TRANSPORT",
     show_envvar=True,
-    help="HTTP transport: httpx's own, or AiohttpTransport (faster bulk downloads; needs the aiohttp extra).",
+    help="HTTP transport: httpx2's own, or AiohttpTransport (faster bulk downloads; needs the aiohttp extra).",
 )
 @click.option("-v", "--verbose", count=True, help="Log retries (-v) or every request (-vv) to stderr.")
 @click.version_option(package_name="audian-fax-async")

@@ -24,7 +24,7 @@ class Settings:
     """The group's options, handed to each command."""
 
     def __init__(
-        self, api_key: str | None, base_url: str | None, max_retries: int, verbose: int, *, transport: str = "httpx"
+        self, api_key: str | None, base_url: str | None, max_retries: int, verbose: int, *, transport: str = "httpx2"
     ) -> None:
         self.api_key = api_key
         self.base_url = base_url

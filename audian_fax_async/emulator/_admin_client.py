@@ -1,6 +1,6 @@
-"""Clients of the admin API, synchronous and asynchronous, on httpx.
+"""Clients of the admin API, synchronous and asynchronous, on httpx2.
 
-Both expose the same methods; they raise ``httpx.HTTPStatusError`` when the admin API refuses.
+Both expose the same methods; they raise ``httpx2.HTTPStatusError`` when the admin API refuses.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import quote
 
-import httpx
+import httpx2
 
 from ._config import FaultConfig
 
@@ -23,7 +23,7 @@ Json = dict[str, Any]
 
 @functools.cache
 def _tls_context() -> ssl.SSLContext:
-    # httpx loads the CA bundle for every client it builds (~50 ms); tests build one per test.
+    # httpx2 loads the CA bundle for every client it builds (~50 ms); tests build one per test.
     return ssl.create_default_context()
 
 
@@ -55,9 +55,9 @@ def _faults_body(profile: str | FaultConfig | None, replace: bool, options: dict
     return body
 
 
-def _check(response: httpx.Response) -> Json:
+def _check(response: httpx2.Response) -> Json:
     if response.is_error:
-        raise httpx.HTTPStatusError(
+        raise httpx2.HTTPStatusError(
             f"admin API refused {response.request.method} {response.request.url.path}: "
             f"{response.status_code} {response.text}",
             request=response.request,
@@ -79,7 +79,7 @@ class AdminClient:
 
     def __init__(self, admin_url: str, *, admin_key: str | None = None, timeout: float = 30.0) -> None:
         headers = {"X-Admin-Key": admin_key} if admin_key else {}
-        self._http = httpx.Client(
+        self._http = httpx2.Client(
             base_url=admin_url.rstrip("/"), headers=headers, timeout=timeout, verify=_tls_context()
         )
 
@@ -204,7 +204,7 @@ class AsyncAdminClient:
 
     def __init__(self, admin_url: str, *, admin_key: str | None = None, timeout: float = 30.0) -> None:
         headers = {"X-Admin-Key": admin_key} if admin_key else {}
-        self._http = httpx.AsyncClient(
+        self._http = httpx2.AsyncClient(
             base_url=admin_url.rstrip("/"), headers=headers, timeout=timeout, verify=_tls_context()
         )
 

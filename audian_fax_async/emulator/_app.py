@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
-import httpx
+import httpx2
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -344,7 +344,7 @@ class EmulatorCore:
         url = data.get("url")
         if not isinstance(url, str) or not url:
             raise BadRequest(422, "validation_error", "url is required")
-        parsed = httpx.URL(url) if url.startswith(("http://", "https://")) else None
+        parsed = httpx2.URL(url) if url.startswith(("http://", "https://")) else None
         if parsed is None or not parsed.host:
             raise BadRequest(422, "validation_error", "url must be an absolute http or https URL")
         events = data.get("events")
@@ -566,8 +566,8 @@ def create_app(config: EmulatorConfig | None = None, *, core: EmulatorCore | Non
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        timeout = httpx.Timeout(core.config.webhook_timeout)
-        async with httpx.AsyncClient(timeout=timeout) as client, anyio.create_task_group() as tg:
+        timeout = httpx2.Timeout(core.config.webhook_timeout)
+        async with httpx2.AsyncClient(timeout=timeout) as client, anyio.create_task_group() as tg:
             core.dispatcher = Dispatcher(tg, client, time_scale=core.time_scale)
             try:
                 yield

@@ -15,7 +15,7 @@ from xml.sax.saxutils import escape
 
 import anyio
 import anyio.abc
-import httpx
+import httpx2
 
 from ._state import Account, Delivery, Fax, format_datetime, utc_now
 
@@ -66,7 +66,7 @@ class Dispatcher:
     def __init__(
         self,
         task_group: anyio.abc.TaskGroup,
-        client: httpx.AsyncClient,
+        client: httpx2.AsyncClient,
         *,
         time_scale: float,
         clock: Callable[[], Any] = utc_now,
@@ -151,7 +151,7 @@ class Dispatcher:
             }
             try:
                 response = await self._client.post(url, content=body, headers=headers)
-            except httpx.HTTPError as exc:
+            except httpx2.HTTPError as exc:
                 delivery.error = f"{type(exc).__name__}: {exc}"
             else:
                 delivery.status_code = response.status_code

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import httpx
+import httpx2
 
 from .._exceptions import InvalidRequestError
 from .._models import Webhook, WebhookEventType, WebhookFormat
@@ -32,8 +32,8 @@ class Webhooks(Resource):
             hook = await client.webhooks.create(url="https://example.com/fax", events=["fax_received"])
         """
         try:
-            parsed = httpx.URL(url)
-        except (httpx.InvalidURL, TypeError):
+            parsed = httpx2.URL(url)
+        except (httpx2.InvalidURL, TypeError):
             raise InvalidRequestError(f"url is not a valid URL: {url!r}") from None
         if parsed.scheme not in ("http", "https") or not parsed.host:
             raise InvalidRequestError(f"url must be an absolute http(s) URL, got {url!r}")

@@ -16,7 +16,7 @@ from typing import IO, Any
 
 import anyio
 import click
-import httpx
+import httpx2
 
 from .._converter import unstructure
 from .._exceptions import WebhookError
@@ -56,7 +56,7 @@ def build_listener(
     out: IO[str],
     confirm_with: Any = None,
     forward_to: str | None = None,
-    forward_client: httpx.AsyncClient | None = None,
+    forward_client: httpx2.AsyncClient | None = None,
     allow_senders: Collection[str] | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> WebhookReceiver[Any]:
@@ -74,7 +74,7 @@ def build_listener(
             body, headers = _forward_body(event)
             try:
                 response = await forward_client.post(forward_to, content=body, headers=headers)
-            except httpx.HTTPError as exc:
+            except httpx2.HTTPError as exc:
                 click.echo(f"forward of {event.dedupe_key} failed: {type(exc).__name__}", err=True)
                 raise WebhookError(f"forward failed: {type(exc).__name__}", status_code=502) from None
             if not response.is_success:
@@ -116,7 +116,7 @@ async def _serve(
 
     async with AsyncExitStack() as stack:
         client = await stack.enter_async_context(FaxClient(api_key, base_url=base_url)) if confirm else None
-        forward_client = await stack.enter_async_context(httpx.AsyncClient(timeout=10.0)) if forward_to else None
+        forward_client = await stack.enter_async_context(httpx2.AsyncClient(timeout=10.0)) if forward_to else None
         receiver = build_listener(
             out=sys.stdout,
             confirm_with=client,

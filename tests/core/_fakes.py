@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
 
-import httpx
+import httpx2
 import respx
 
 T0 = datetime(2024, 2, 4, 13, 15, tzinfo=UTC)
@@ -53,7 +53,7 @@ class FakeInbox:
 
     def __init__(self) -> None:
         self.faxes: dict[str, dict[str, Any]] = {}
-        self.list_requests: list[httpx.QueryParams] = []
+        self.list_requests: list[httpx2.QueryParams] = []
         #: Called after each list page is computed (before it is returned): the place to change the inbox.
         self.after_list: Callable[[FakeInbox], None] | None = None
 
@@ -78,7 +78,7 @@ class FakeInbox:
         self.faxes[fax_id]["status"] = status
         self.faxes[fax_id]["processed"] = status != "received"
 
-    def matching(self, params: httpx.QueryParams) -> list[dict[str, Any]]:
+    def matching(self, params: httpx2.QueryParams) -> list[dict[str, Any]]:
         found = list(self.faxes.values())
         if "status" in params:
             found = [f for f in found if f["status"] == params["status"]]
@@ -92,7 +92,7 @@ class FakeInbox:
             found = [f for f in found if _parse(f["received_at"]) <= upper]
         return sorted(found, key=lambda f: (_parse(f["received_at"]), f["id"]), reverse=True)
 
-    def handle_list(self, request: httpx.Request) -> httpx.Response:
+    def handle_list(self, request: httpx2.Request) -> httpx2.Response:
         params = request.url.params
         self.list_requests.append(params)
         limit = int(params.get("limit", "20"))
@@ -106,14 +106,14 @@ class FakeInbox:
         }
         if self.after_list is not None:
             self.after_list(self)
-        return httpx.Response(200, json=body)
+        return httpx2.Response(200, json=body)
 
-    def handle_update(self, request: httpx.Request) -> httpx.Response:
+    def handle_update(self, request: httpx2.Request) -> httpx2.Response:
         fax_id = unquote(request.url.path.rsplit("/", 1)[1])
         if fax_id not in self.faxes:
-            return httpx.Response(404, json={"error": {"code": "not_found", "message": "no such fax"}})
+            return httpx2.Response(404, json={"error": {"code": "not_found", "message": "no such fax"}})
         self.set_status(fax_id, json.loads(request.content)["status"])
-        return httpx.Response(200, json=self.faxes[fax_id])
+        return httpx2.Response(200, json=self.faxes[fax_id])
 
     def mount(self, router: respx.MockRouter) -> None:
         router.get("/fax/received").mock(side_effect=self.handle_list)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 
-import httpx
+import httpx2
 import pytest
 import respx
 
@@ -14,7 +14,7 @@ API_KEY = "sk_test_SECRET_0123456789abcdef"
 BASE_URL = "https://api.audian.com:8443/v2"
 
 # Building an SSL context costs tens of milliseconds; one shared context keeps the suite fast.
-SSL_CONTEXT = httpx.create_ssl_context()
+SSL_CONTEXT = httpx2.create_ssl_context()
 
 
 class RecordingSleep:
@@ -46,7 +46,7 @@ def policy(sleeps: RecordingSleep) -> RetryPolicy:
 
 @pytest.fixture
 async def client(policy: RetryPolicy) -> AsyncIterator[FaxClient]:
-    transport = httpx.AsyncHTTPTransport(verify=SSL_CONTEXT)
+    transport = httpx2.AsyncHTTPTransport(verify=SSL_CONTEXT)
     async with FaxClient(API_KEY, base_url=BASE_URL, retry_policy=policy, transport=transport) as fax_client:
         yield fax_client
 

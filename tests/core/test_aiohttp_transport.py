@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import aiohttp
-import httpx
+import httpx2
 import pytest
 import trio
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -34,45 +34,45 @@ from audian_fax_async._aiohttp import client_timeout, map_error
 
 _KEY = aiohttp.client_reqrep.ConnectionKey("api.example", 443, True, True, None, None, None)
 _INFO = aiohttp.RequestInfo(URL("https://api.example/v2/fax/numbers"), "POST", CIMultiDictProxy(CIMultiDict()))
-_REQUEST = httpx.Request("POST", "https://api.example/v2/fax/numbers")
+_REQUEST = httpx2.Request("POST", "https://api.example/v2/fax/numbers")
 
 # Raised by aiohttp before a byte of the request is written: connect, DNS, TLS, proxy, pool, URL.
-NEVER_SENT: list[tuple[Exception, type[httpx.TransportError]]] = [
-    (aiohttp.ClientConnectorError(_KEY, ConnectionRefusedError(111, "Connection refused")), httpx.ConnectError),
-    (aiohttp.ClientConnectorDNSError(_KEY, socket.gaierror(-2, "Name or service not known")), httpx.ConnectError),
+NEVER_SENT: list[tuple[Exception, type[httpx2.TransportError]]] = [
+    (aiohttp.ClientConnectorError(_KEY, ConnectionRefusedError(111, "Connection refused")), httpx2.ConnectError),
+    (aiohttp.ClientConnectorDNSError(_KEY, socket.gaierror(-2, "Name or service not known")), httpx2.ConnectError),
     (
         aiohttp.ClientConnectorCertificateError(_KEY, ssl.SSLCertVerificationError(1, "certificate verify failed")),
-        httpx.ConnectError,
+        httpx2.ConnectError,
     ),
-    (aiohttp.ClientConnectorSSLError(_KEY, ssl.SSLError(1, "wrong version number")), httpx.ConnectError),
-    (aiohttp.ClientProxyConnectionError(_KEY, OSError(113, "No route to host")), httpx.ConnectError),
-    (aiohttp.ClientHttpProxyError(_INFO, (), status=407, message="Proxy Authentication Required"), httpx.ConnectError),
-    (aiohttp.ServerFingerprintMismatch(b"a" * 32, b"b" * 32, "api.example", 443), httpx.ConnectError),
-    (aiohttp.ConnectionTimeoutError("Connection timeout to host https://api.example/v2"), httpx.ConnectTimeout),
-    (aiohttp.NonHttpUrlClientError("ftp://api.example/v2"), httpx.UnsupportedProtocol),
-    (aiohttp.InvalidUrlClientError("http:///v2"), httpx.UnsupportedProtocol),
+    (aiohttp.ClientConnectorSSLError(_KEY, ssl.SSLError(1, "wrong version number")), httpx2.ConnectError),
+    (aiohttp.ClientProxyConnectionError(_KEY, OSError(113, "No route to host")), httpx2.ConnectError),
+    (aiohttp.ClientHttpProxyError(_INFO, (), status=407, message="Proxy Authentication Required"), httpx2.ConnectError),
+    (aiohttp.ServerFingerprintMismatch(b"a" * 32, b"b" * 32, "api.example", 443), httpx2.ConnectError),
+    (aiohttp.ConnectionTimeoutError("Connection timeout to host https://api.example/v2"), httpx2.ConnectTimeout),
+    (aiohttp.NonHttpUrlClientError("ftp://api.example/v2"), httpx2.UnsupportedProtocol),
+    (aiohttp.InvalidUrlClientError("http:///v2"), httpx2.UnsupportedProtocol),
 ]
 
 # Raised once a connection is open: the request may have been written, so it may have been acted on.
-MAYBE_SENT: list[tuple[Exception, type[httpx.TransportError]]] = [
-    (aiohttp.ServerDisconnectedError(), httpx.RemoteProtocolError),
-    (aiohttp.ClientOSError(104, "Connection reset by peer"), httpx.ReadError),
-    (aiohttp.ClientConnectionResetError("Cannot write to closing transport"), httpx.ReadError),
+MAYBE_SENT: list[tuple[Exception, type[httpx2.TransportError]]] = [
+    (aiohttp.ServerDisconnectedError(), httpx2.RemoteProtocolError),
+    (aiohttp.ClientOSError(104, "Connection reset by peer"), httpx2.ReadError),
+    (aiohttp.ClientConnectionResetError("Cannot write to closing transport"), httpx2.ReadError),
     (
         aiohttp.ClientPayloadError("Response payload is not completed: <ContentLengthError: 400>"),
-        httpx.RemoteProtocolError,
+        httpx2.RemoteProtocolError,
     ),
-    (aiohttp.ClientResponseError(_INFO, (), status=400, message="Invalid response status"), httpx.RemoteProtocolError),
-    (aiohttp.SocketTimeoutError("Timeout on reading data from socket"), httpx.ReadTimeout),
-    (aiohttp.ServerTimeoutError("Timeout"), httpx.ReadTimeout),
-    (aiohttp.ClientConnectionError("Connection closed"), httpx.ReadError),
-    (TimeoutError(), httpx.ReadTimeout),
-    (ConnectionResetError(104, "Connection reset by peer"), httpx.ReadError),
-    (OSError(32, "Broken pipe"), httpx.ReadError),
+    (aiohttp.ClientResponseError(_INFO, (), status=400, message="Invalid response status"), httpx2.RemoteProtocolError),
+    (aiohttp.SocketTimeoutError("Timeout on reading data from socket"), httpx2.ReadTimeout),
+    (aiohttp.ServerTimeoutError("Timeout"), httpx2.ReadTimeout),
+    (aiohttp.ClientConnectionError("Connection closed"), httpx2.ReadError),
+    (TimeoutError(), httpx2.ReadTimeout),
+    (ConnectionResetError(104, "Connection reset by peer"), httpx2.ReadError),
+    (OSError(32, "Broken pipe"), httpx2.ReadError),
 ]
 
 
-def _sdk_error(exc: httpx.TransportError) -> APIConnectionError:
+def _sdk_error(exc: httpx2.TransportError) -> APIConnectionError:
     error = FaxClient.map_transport_error(exc, _REQUEST)
     assert isinstance(error, APIConnectionError)
     return error
@@ -80,18 +80,18 @@ def _sdk_error(exc: httpx.TransportError) -> APIConnectionError:
 
 @pytest.mark.parametrize(("exc", "expected"), NEVER_SENT, ids=lambda v: type(v).__name__)
 def test_errors_raised_before_the_request_is_written_read_as_never_sent(
-    exc: Exception, expected: type[httpx.TransportError]
+    exc: Exception, expected: type[httpx2.TransportError]
 ) -> None:
     mapped = map_error(exc, sent=False)
 
     assert type(mapped) is expected
-    if expected is not httpx.UnsupportedProtocol:  # that one is a ConfigurationError in the SDK
+    if expected is not httpx2.UnsupportedProtocol:  # that one is a ConfigurationError in the SDK
         assert _sdk_error(mapped).request_sent is False
 
 
 @pytest.mark.parametrize(("exc", "expected"), MAYBE_SENT, ids=lambda v: type(v).__name__)
 def test_errors_raised_once_connected_read_as_sent_so_a_post_is_not_repeated(
-    exc: Exception, expected: type[httpx.TransportError]
+    exc: Exception, expected: type[httpx2.TransportError]
 ) -> None:
     mapped = map_error(exc, sent=False)
 
@@ -103,8 +103,8 @@ def test_errors_raised_once_connected_read_as_sent_so_a_post_is_not_repeated(
 def test_every_error_while_the_body_is_read_reads_as_sent(exc: Exception) -> None:
     mapped = map_error(exc, sent=True)
 
-    assert not isinstance(mapped, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
-    assert not isinstance(mapped, httpx.UnsupportedProtocol)
+    assert not isinstance(mapped, httpx2.ConnectError | httpx2.ConnectTimeout | httpx2.PoolTimeout)
+    assert not isinstance(mapped, httpx2.UnsupportedProtocol)
     assert _sdk_error(mapped).request_sent is True
 
 
@@ -116,13 +116,13 @@ def test_timeouts_are_api_timeout_errors_and_a_short_body_names_itself() -> None
 
 
 def test_httpx_timeouts_become_aiohttp_timeouts_with_pool_and_connect_together() -> None:
-    timeouts = httpx.Timeout(connect=10.0, read=60.0, write=30.0, pool=30.0).as_dict()
+    timeouts = httpx2.Timeout(connect=10.0, read=60.0, write=30.0, pool=30.0).as_dict()
 
     assert client_timeout(timeouts) == aiohttp.ClientTimeout(
         total=None, connect=40.0, sock_connect=10.0, sock_read=60.0
     )
     # An unbounded pool wait leaves aiohttp's whole "connect" unbounded; opening a socket stays bounded.
-    unbounded = httpx.Timeout(5.0, pool=None).as_dict()
+    unbounded = httpx2.Timeout(5.0, pool=None).as_dict()
     assert client_timeout(unbounded) == aiohttp.ClientTimeout(total=None, connect=None, sock_connect=5.0, sock_read=5.0)
     assert client_timeout(None) == aiohttp.ClientTimeout(total=None)
 
@@ -193,12 +193,12 @@ def _transport(session: FakeSession) -> AiohttpTransport:
 
 async def test_the_request_goes_to_aiohttp_as_httpx_built_it() -> None:
     session = FakeSession(FakeResponse([]))
-    request = httpx.Request(
+    request = httpx2.Request(
         "POST",
         "https://api.example/v2/fax/numbers?tag=a%2Fb",
         headers={"X-Auth-Token": "key", "Accept": "application/json"},
         json={"area_code": "202"},
-        extensions={"timeout": httpx.Timeout(1.0, pool=2.0).as_dict()},
+        extensions={"timeout": httpx2.Timeout(1.0, pool=2.0).as_dict()},
     )
 
     await _transport(session).handle_async_request(request)
@@ -219,7 +219,7 @@ async def test_a_streamed_request_body_is_handed_to_aiohttp_which_does_the_chunk
     async def body() -> AsyncIterator[bytes]:
         yield b"part"
 
-    request = httpx.Request("PUT", "https://api.example/v2/upload", content=body())
+    request = httpx2.Request("PUT", "https://api.example/v2/upload", content=body())
 
     await _transport(session).handle_async_request(request)
 
@@ -230,7 +230,7 @@ async def test_a_streamed_request_body_is_handed_to_aiohttp_which_does_the_chunk
 
 async def test_the_response_carries_status_headers_reason_and_aiohttps_chunks_unchanged() -> None:
     aio_response = FakeResponse([b"%PDF-1.7 first", b"second " * 5000, b"%%EOF"], status=206, reason="Partial Content")
-    request = httpx.Request("GET", "https://api.example/v2/fax/received/fax_1/download")
+    request = httpx2.Request("GET", "https://api.example/v2/fax/received/fax_1/download")
 
     response = await _transport(FakeSession(aio_response)).handle_async_request(request)
     chunks = [chunk async for chunk in response.aiter_raw()]
@@ -246,7 +246,7 @@ async def test_the_response_carries_status_headers_reason_and_aiohttps_chunks_un
 
 async def test_a_response_closed_before_its_end_drops_the_connection() -> None:
     aio_response = FakeResponse([b"%PDF-1.7", b"more"])
-    response = await _transport(FakeSession(aio_response)).handle_async_request(httpx.Request("GET", "http://h/x"))
+    response = await _transport(FakeSession(aio_response)).handle_async_request(httpx2.Request("GET", "http://h/x"))
 
     async for _ in response.aiter_raw():
         break
@@ -258,10 +258,10 @@ async def test_a_response_closed_before_its_end_drops_the_connection() -> None:
 async def test_an_error_while_reading_the_body_is_an_httpx_error_that_reads_as_sent() -> None:
     cut = aiohttp.ClientPayloadError("Response payload is not completed")
     aio_response = FakeResponse([b"%PDF-1.7", cut])
-    request = httpx.Request("POST", "http://h/v2/fax/numbers")
+    request = httpx2.Request("POST", "http://h/v2/fax/numbers")
     response = await _transport(FakeSession(aio_response)).handle_async_request(request)
 
-    with pytest.raises(httpx.RemoteProtocolError) as caught:
+    with pytest.raises(httpx2.RemoteProtocolError) as caught:
         await response.aread()
     await response.aclose()
 
@@ -273,7 +273,7 @@ async def test_an_error_while_reading_the_body_is_an_httpx_error_that_reads_as_s
 async def test_an_error_before_the_response_is_mapped_with_its_cause_kept() -> None:
     refused = aiohttp.ClientConnectorError(_KEY, ConnectionRefusedError(111, "Connection refused"))
 
-    with pytest.raises(httpx.ConnectError) as caught:
+    with pytest.raises(httpx2.ConnectError) as caught:
         await _transport(FakeSession(refused)).handle_async_request(_REQUEST)
 
     assert caught.value.__cause__ is refused
@@ -294,8 +294,8 @@ async def test_cancellation_and_other_exceptions_pass_through_untouched(exc: Bas
 async def test_a_url_that_is_not_http_is_refused_before_aiohttp_sees_it() -> None:
     session = FakeSession(FakeResponse([]))
 
-    with pytest.raises(httpx.UnsupportedProtocol):
-        await _transport(session).handle_async_request(httpx.Request("GET", "ftp://api.example/v2"))
+    with pytest.raises(httpx2.UnsupportedProtocol):
+        await _transport(session).handle_async_request(httpx2.Request("GET", "ftp://api.example/v2"))
 
     assert session.calls == []
 
@@ -314,7 +314,7 @@ async def test_a_closed_transport_opens_no_new_session() -> None:
     await transport.aclose()
 
     with pytest.raises(RuntimeError, match="closed"):
-        await transport.handle_async_request(httpx.Request("GET", "http://127.0.0.1:9/x"))
+        await transport.handle_async_request(httpx2.Request("GET", "http://127.0.0.1:9/x"))
 
 
 # -- the optional dependency ----------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-import httpx
+import httpx2
 import pytest
 import respx
 
@@ -41,7 +41,7 @@ async def test_an_error_message_never_contains_the_key_even_when_the_api_echoes_
     caplog.set_level(logging.DEBUG)
     echo = {"error": {"code": "invalid_token", "message": f"token {API_KEY} is not valid"}}
     api.get("/fax/received/fax_1").respond(401, json=echo)
-    api.get("/fax/received/fax_2").mock(side_effect=[httpx.Response(503, text=f"upstream said {API_KEY}")] * 2)
+    api.get("/fax/received/fax_2").mock(side_effect=[httpx2.Response(503, text=f"upstream said {API_KEY}")] * 2)
 
     with pytest.raises(AuthenticationError) as unauthorized:
         await client.received.get("fax_1")
@@ -58,14 +58,14 @@ async def test_an_error_message_never_contains_the_key_even_when_the_api_echoes_
 
 @pytest.mark.parametrize(
     "failure",
-    [httpx.ConnectError("refused"), httpx.ReadTimeout("slow"), httpx.Response(500), httpx.Response(404)],
+    [httpx2.ConnectError("refused"), httpx2.ReadTimeout("slow"), httpx2.Response(500), httpx2.Response(404)],
     ids=["connect", "timeout", "500", "404"],
 )
 async def test_no_failure_puts_the_key_in_a_message_or_log(
     client: FaxClient,
     api: respx.MockRouter,
     caplog: pytest.LogCaptureFixture,
-    failure: httpx.Response | Exception,
+    failure: httpx2.Response | Exception,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     api.get("/fax/received/fax_1").mock(side_effect=[failure] * 4)
@@ -79,7 +79,7 @@ async def test_no_failure_puts_the_key_in_a_message_or_log(
 
 
 async def test_credentials_in_the_base_url_never_appear_in_an_error(api: respx.MockRouter, policy: RetryPolicy) -> None:
-    respx_route = api.route(host="api.audian.com").mock(side_effect=httpx.ConnectError("refused"))
+    respx_route = api.route(host="api.audian.com").mock(side_effect=httpx2.ConnectError("refused"))
 
     async with FaxClient(
         API_KEY, base_url="https://user:hunter2@api.audian.com:8443/v2", retry_policy=policy, max_retries=0
@@ -168,7 +168,7 @@ async def test_an_injected_client_that_follows_redirects_still_drops_the_key(
     elsewhere = api.get("https://files.example.net/x").respond(200, json=fax_json("fax_1"))
 
     async with (
-        httpx.AsyncClient(follow_redirects=True) as http,
+        httpx2.AsyncClient(follow_redirects=True) as http,
         FaxClient(API_KEY, base_url=BASE_URL, http_client=http, retry_policy=policy) as client,
     ):
         await client.received.get("fax_1")
@@ -301,7 +301,7 @@ async def test_aclose_is_idempotent_and_closes_the_clients_own_pool(policy: Retr
 
 async def test_an_injected_http_client_is_not_closed(api: respx.MockRouter, policy: RetryPolicy) -> None:
     api.get("/fax/received/fax_1").respond(200, json=fax_json("fax_1"))
-    async with httpx.AsyncClient() as http:
+    async with httpx2.AsyncClient() as http:
         async with FaxClient(API_KEY, base_url=BASE_URL, http_client=http, retry_policy=policy) as client:
             await client.received.get("fax_1")
 

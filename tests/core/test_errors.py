@@ -8,7 +8,7 @@ import inspect
 import re
 from datetime import UTC, datetime, timedelta
 
-import httpx
+import httpx2
 import pytest
 import respx
 
@@ -138,11 +138,11 @@ async def test_a_429_without_retry_after_has_none(client: FaxClient, api: respx.
 
 @pytest.mark.parametrize(
     "exc",
-    [httpx.ConnectError("refused"), httpx.ReadError("reset"), httpx.RemoteProtocolError("peer closed")],
+    [httpx2.ConnectError("refused"), httpx2.ReadError("reset"), httpx2.RemoteProtocolError("peer closed")],
     ids=["connect", "read", "protocol"],
 )
 async def test_a_network_failure_raises_api_connection_error(
-    client: FaxClient, api: respx.MockRouter, exc: httpx.HTTPError
+    client: FaxClient, api: respx.MockRouter, exc: httpx2.HTTPError
 ) -> None:
     api.get("/fax/received/fax_1").mock(side_effect=exc)
 
@@ -152,17 +152,17 @@ async def test_a_network_failure_raises_api_connection_error(
     assert type(caught.value) is APIConnectionError
     assert caught.value.method == "GET"
     assert caught.value.url == "https://api.audian.com:8443/v2/fax/received/fax_1"
-    assert caught.value.request_sent is not isinstance(exc, httpx.ConnectError)
+    assert caught.value.request_sent is not isinstance(exc, httpx2.ConnectError)
     assert isinstance(caught.value.__cause__, type(exc))
 
 
 @pytest.mark.parametrize(
     "exc",
-    [httpx.ConnectTimeout("c"), httpx.ReadTimeout("r"), httpx.WriteTimeout("w"), httpx.PoolTimeout("p")],
+    [httpx2.ConnectTimeout("c"), httpx2.ReadTimeout("r"), httpx2.WriteTimeout("w"), httpx2.PoolTimeout("p")],
     ids=["connect", "read", "write", "pool"],
 )
 async def test_a_timeout_raises_api_timeout_error(
-    client: FaxClient, api: respx.MockRouter, exc: httpx.TimeoutException
+    client: FaxClient, api: respx.MockRouter, exc: httpx2.TimeoutException
 ) -> None:
     api.get("/fax/received/fax_1").mock(side_effect=exc)
 
@@ -170,7 +170,7 @@ async def test_a_timeout_raises_api_timeout_error(
         await client.received.get("fax_1", max_retries=0)
 
     assert isinstance(caught.value, APIConnectionError)
-    assert caught.value.request_sent is not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
+    assert caught.value.request_sent is not isinstance(exc, httpx2.ConnectTimeout | httpx2.PoolTimeout)
 
 
 # -- the public surface ------------------------------------------------------------------------

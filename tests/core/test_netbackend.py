@@ -1,7 +1,7 @@
 """The SDK's asyncio network backend and its pool, against real loopback servers.
 
 ``AsyncioStream`` is driven directly against ``asyncio.start_server`` peers whose bytes the test
-controls (a peer is parked until the test takes it from ``server.peers``), and through httpcore's
+controls (a peer is parked until the test takes it from ``server.peers``), and through httpcore2's
 pool and the SDK's own ``FaxClient``. Nothing sleeps: waits are on events, ``timeout=0`` triggers, or
 bounded loops of ``asyncio.sleep(0)``; ``BOUND`` only caps a step that would otherwise hang.
 """
@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpcore
-import httpx
+import httpcore2
+import httpx2
 import pytest
 import trio
 
@@ -62,7 +62,7 @@ Trace = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
 def bounded(pool: float = BOUND, **extensions: Any) -> dict[str, Any]:
-    """httpcore request extensions: every timeout ``BOUND`` (httpcore has none by default)."""
+    """httpcore2 request extensions: every timeout ``BOUND`` (httpcore2 has none by default)."""
     return {"timeout": {"connect": BOUND, "read": BOUND, "write": BOUND, "pool": pool}, **extensions}
 
 
@@ -263,8 +263,8 @@ async def read_timers(monkeypatch: pytest.MonkeyPatch) -> list[asyncio.TimerHand
     return timers
 
 
-def recording_trace(streams: list[httpcore.AsyncNetworkStream]) -> Trace:
-    """An httpcore ``trace`` extension keeping every stream the connection opened or upgraded."""
+def recording_trace(streams: list[httpcore2.AsyncNetworkStream]) -> Trace:
+    """An httpcore2 ``trace`` extension keeping every stream the connection opened or upgraded."""
 
     async def trace(event: str, info: dict[str, Any]) -> None:
         if event in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
@@ -312,7 +312,7 @@ async def test_a_read_of_64_kib_or_more_gets_a_received_chunk_whole(open_stream:
     first, second = os.urandom(100_000), os.urandom(100_000)
 
     await receive_as_one_chunk(stream, peer, first)
-    # httpcore's 64 KiB body reads get the whole chunk, more than they asked for.
+    # httpcore2's 64 KiB body reads get the whole chunk, more than they asked for.
     assert await stream.read(WHOLE_CHUNK_READS, timeout=0) == first
     assert not stream._protocol.chunks
 
@@ -359,10 +359,10 @@ async def test_a_reset_connection_gives_its_buffered_bytes_then_read_error(open_
     assert stream._protocol.chunks  # "llo" is still buffered when the connection is already gone
 
     assert await stream.read(100, timeout=0) == b"llo"
-    with pytest.raises(httpcore.ReadError) as raised:
+    with pytest.raises(httpcore2.ReadError) as raised:
         await stream.read(100, timeout=0)
     assert isinstance(raised.value.__cause__, ConnectionResetError)
-    with pytest.raises(httpcore.ReadError):  # and again: a broken stream does not turn into a clean end
+    with pytest.raises(httpcore2.ReadError):  # and again: a broken stream does not turn into a clean end
         await stream.read(100, timeout=0)
 
 
@@ -373,7 +373,7 @@ async def test_a_reset_while_a_read_waits_wakes_it_with_read_error(open_stream: 
 
     peer.reset()
 
-    with pytest.raises(httpcore.ReadError):
+    with pytest.raises(httpcore2.ReadError):
         await reading
 
 
@@ -382,7 +382,7 @@ async def test_read_timeout_is_raised_and_the_stream_still_reads_later(
 ) -> None:
     stream, peer = await open_stream()
 
-    with pytest.raises(httpcore.ReadTimeout):
+    with pytest.raises(httpcore2.ReadTimeout):
         await stream.read(100, timeout=0)
     assert stream._protocol.read_waiter is None
 
@@ -453,7 +453,7 @@ async def test_reading_pauses_above_high_water_and_resumes_at_low_water(tls: boo
             assert transport.is_reading()
             assert not protocol.reading_paused
 
-            # The rest arrives in httpcore's 64 KiB reads, with the same bounds, every byte intact.
+            # The rest arrives in httpcore2's 64 KiB reads, with the same bounds, every byte intact.
             async with asyncio.timeout(BOUND):
                 while len(received) < len(payload):
                     received += await stream.read(64 * 1024)
@@ -477,7 +477,7 @@ async def test_write_after_the_peer_closed_raises_write_error(open_stream: OpenS
         peer.reset()
     await until(lambda: stream._protocol.lost, "the close noticed")
 
-    with pytest.raises(httpcore.WriteError) as raised:
+    with pytest.raises(httpcore2.WriteError) as raised:
         await stream.write(b"GET / HTTP/1.1\r\n\r\n", timeout=BOUND)
     if how == "reset":
         assert "reset" in str(raised.value).lower()
@@ -487,7 +487,7 @@ async def test_write_after_aclose_raises_write_error(open_stream: OpenStream) ->
     stream, peer = await open_stream()
     await stream.aclose()
 
-    with pytest.raises(httpcore.WriteError):
+    with pytest.raises(httpcore2.WriteError):
         await stream.write(b"x", timeout=BOUND)
     async with asyncio.timeout(BOUND):
         assert await peer.reader.read() == b""  # and the server sees the end, with no byte written
@@ -513,7 +513,7 @@ async def test_a_large_write_waits_for_the_peer_and_every_byte_arrives(open_stre
 async def test_a_write_that_cannot_drain_in_time_raises_write_timeout(open_stream: OpenStream) -> None:
     stream, _peer = await open_stream()
 
-    with pytest.raises(httpcore.WriteTimeout):
+    with pytest.raises(httpcore2.WriteTimeout):
         await stream.write(b"x" * (16 * 1024 * 1024), timeout=0)  # the peer never reads
     assert stream._protocol.drain_waiter is None
 
@@ -556,7 +556,7 @@ async def test_an_idle_connection_is_readable_once_the_server_sent_or_closed(
     elif event == "close":
         assert await stream.read(100, timeout=0) == b""
     else:
-        with pytest.raises(httpcore.ReadError):
+        with pytest.raises(httpcore2.ReadError):
             await stream.read(100, timeout=0)
 
 
@@ -568,7 +568,7 @@ async def test_a_refused_connection_raises_connect_error() -> None:
         bound.bind(("127.0.0.1", 0))
         port = bound.getsockname()[1]
 
-        with pytest.raises(httpcore.ConnectError) as raised:
+        with pytest.raises(httpcore2.ConnectError) as raised:
             await AsyncioBackend().connect_tcp("127.0.0.1", port, timeout=BOUND)
 
     assert isinstance(raised.value.__cause__, ConnectionRefusedError)
@@ -579,7 +579,7 @@ async def test_a_connect_timeout_raises_connect_timeout() -> None:
         listening.bind(("127.0.0.1", 0))
         listening.listen(8)
 
-        with pytest.raises(httpcore.ConnectTimeout):
+        with pytest.raises(httpcore2.ConnectTimeout):
             await AsyncioBackend().connect_tcp("127.0.0.1", listening.getsockname()[1], timeout=0)
 
 
@@ -590,7 +590,7 @@ async def test_socket_options_go_to_httpcore_own_backend_which_still_works(serve
     stream = await backend.connect_tcp("127.0.0.1", server.port, timeout=BOUND, socket_options=options)
     try:
         assert not isinstance(stream, AsyncioStream)
-        assert isinstance(backend._others["asyncio"], httpcore.AnyIOBackend)
+        assert isinstance(backend._others["asyncio"], httpcore2.AnyIOBackend)
         assert stream.get_extra_info("socket").getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
         peer = await server.accept()
         await stream.write(b"ping", timeout=BOUND)
@@ -604,7 +604,7 @@ async def test_socket_options_go_to_httpcore_own_backend_which_still_works(serve
 
 async def test_unix_sockets_connect_and_a_missing_path_raises_connect_error(tmp_path: Path) -> None:
     backend = AsyncioBackend()
-    with pytest.raises(httpcore.ConnectError):
+    with pytest.raises(httpcore2.ConnectError):
         await backend.connect_unix_socket(str(tmp_path / "missing"), timeout=BOUND)
 
     path = tmp_path / "s"
@@ -661,10 +661,10 @@ def tls_contexts(tls_files: tuple[Path, Path]) -> TLSContexts:
 
 
 async def test_https_through_the_pool_on_asyncio_transports(tls_contexts: TLSContexts) -> None:
-    streams: list[httpcore.AsyncNetworkStream] = []
+    streams: list[httpcore2.AsyncNetworkStream] = []
     async with (
         serve(responder(b"secure body"), ssl_context=tls_contexts.server) as server,
-        httpcore.AsyncConnectionPool(ssl_context=tls_contexts.client, network_backend=AsyncioBackend()) as pool,
+        httpcore2.AsyncConnectionPool(ssl_context=tls_contexts.client, network_backend=AsyncioBackend()) as pool,
     ):
         url = f"https://127.0.0.1:{server.port}/secret"
         first = await pool.request("GET", url, extensions=bounded(trace=recording_trace(streams)))
@@ -688,15 +688,15 @@ async def test_a_tls_handshake_with_an_untrusted_certificate_raises_connect_erro
     trusts_nothing = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     async with (
         serve(responder(b"never"), ssl_context=tls_contexts.server) as server,
-        httpcore.AsyncConnectionPool(ssl_context=trusts_nothing, network_backend=AsyncioBackend()) as pool,
+        httpcore2.AsyncConnectionPool(ssl_context=trusts_nothing, network_backend=AsyncioBackend()) as pool,
     ):
-        with pytest.raises(httpcore.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        with pytest.raises(httpcore2.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
             await pool.request("GET", f"https://127.0.0.1:{server.port}/", extensions=bounded())
         assert pool.connections == []
 
         stream = await AsyncioBackend().connect_tcp("127.0.0.1", server.port, timeout=BOUND)
         assert isinstance(stream, AsyncioStream)
-        with pytest.raises(httpcore.ConnectError) as raised:
+        with pytest.raises(httpcore2.ConnectError) as raised:
             await stream.start_tls(trusts_nothing, "127.0.0.1", timeout=BOUND)
         assert isinstance(raised.value.__cause__, ssl.SSLCertVerificationError)
         assert stream._transport.is_closing()  # the socket is not left open
@@ -707,7 +707,7 @@ async def test_a_tls_handshake_that_does_not_finish_in_time_raises_connect_timeo
 ) -> None:
     stream, _peer = await open_stream()  # a plain server: it never answers the ClientHello
 
-    with pytest.raises(httpcore.ConnectTimeout):
+    with pytest.raises(httpcore2.ConnectTimeout):
         await stream.start_tls(tls_contexts.client, "127.0.0.1", timeout=0)
     assert stream._transport.is_closing()
 
@@ -718,7 +718,7 @@ async def test_a_server_closing_during_the_tls_handshake_raises_connect_error(
     stream, peer = await open_stream()
     peer.writer.close()
 
-    with pytest.raises(httpcore.ConnectError):
+    with pytest.raises(httpcore2.ConnectError):
         await stream.start_tls(tls_contexts.client, "127.0.0.1", timeout=BOUND)
     assert stream._transport.is_closing()
 
@@ -726,22 +726,22 @@ async def test_a_server_closing_during_the_tls_handshake_raises_connect_error(
 # -- the SDK's own client ------------------------------------------------------------------------
 
 
-def pool_settings(pool: httpcore.AsyncConnectionPool) -> dict[str, object]:
+def pool_settings(pool: httpcore2.AsyncConnectionPool) -> dict[str, object]:
     return {name: getattr(pool, attribute) for name, attribute in _POOL_SETTINGS.items()}
 
 
-def pool_of(client: httpx.AsyncClient) -> httpcore.AsyncConnectionPool:
+def pool_of(client: httpx2.AsyncClient) -> httpcore2.AsyncConnectionPool:
     transport = client._transport
-    assert isinstance(transport, httpx.AsyncHTTPTransport)
+    assert isinstance(transport, httpx2.AsyncHTTPTransport)
     return transport._pool
 
 
 def test_the_copied_settings_are_every_argument_of_the_stock_pool() -> None:
-    parameters = set(inspect.signature(httpcore.AsyncConnectionPool.__init__).parameters)
+    parameters = set(inspect.signature(httpcore2.AsyncConnectionPool.__init__).parameters)
 
     # Everything but the proxy (such pools are left alone) and the backend (the one replaced).
     assert parameters - {"self", "proxy", "network_backend"} == set(_POOL_SETTINGS)
-    stock = httpx.AsyncHTTPTransport(verify=SSL_CONTEXT)._pool
+    stock = httpx2.AsyncHTTPTransport(verify=SSL_CONTEXT)._pool
     assert all(hasattr(stock, attribute) for attribute in _POOL_SETTINGS.values())
 
 
@@ -751,7 +751,7 @@ async def test_the_sdk_client_gets_an_sdk_pool_with_the_stock_pool_settings() ->
 
         assert type(pool) is SDKConnectionPool
         assert isinstance(pool._network_backend, AsyncioBackend)
-        stock = httpx.AsyncHTTPTransport(verify=_shared_ssl_context(), limits=DEFAULT_LIMITS)._pool
+        stock = httpx2.AsyncHTTPTransport(verify=_shared_ssl_context(), limits=DEFAULT_LIMITS)._pool
         assert pool_settings(pool) == pool_settings(stock)
         assert pool._ssl_context is _shared_ssl_context()
         assert (pool._max_connections, pool._max_keepalive_connections, pool._keepalive_expiry) == (64, 32, 30.0)
@@ -759,26 +759,26 @@ async def test_the_sdk_client_gets_an_sdk_pool_with_the_stock_pool_settings() ->
 
 
 async def test_a_given_transport_or_http_client_is_left_as_given() -> None:
-    transport = httpx.AsyncHTTPTransport(verify=SSL_CONTEXT)
+    transport = httpx2.AsyncHTTPTransport(verify=SSL_CONTEXT)
     stock_pool = transport._pool
     async with FaxClient(API_KEY, base_url="http://127.0.0.1:9/v2", transport=transport) as client:
         assert transport._pool is stock_pool
-        assert type(stock_pool) is httpcore.AsyncConnectionPool
+        assert type(stock_pool) is httpcore2.AsyncConnectionPool
         assert client._http._transport is transport
 
-    async with httpx.AsyncClient(verify=SSL_CONTEXT) as http:
+    async with httpx2.AsyncClient(verify=SSL_CONTEXT) as http:
         given_pool = pool_of(http)
         async with FaxClient(API_KEY, base_url="http://127.0.0.1:9/v2", http_client=http) as client:
             assert client._http is http
             assert pool_of(http) is given_pool
-            assert type(given_pool) is httpcore.AsyncConnectionPool
+            assert type(given_pool) is httpcore2.AsyncConnectionPool
             assert not isinstance(given_pool._network_backend, AsyncioBackend)
 
 
 def test_use_asyncio_backend_keeps_non_default_settings() -> None:
-    transport = httpx.AsyncHTTPTransport(
+    transport = httpx2.AsyncHTTPTransport(
         verify=SSL_CONTEXT,
-        limits=httpx.Limits(max_connections=3, max_keepalive_connections=2, keepalive_expiry=7.5),
+        limits=httpx2.Limits(max_connections=3, max_keepalive_connections=2, keepalive_expiry=7.5),
         retries=2,
         local_address="127.0.0.1",
         uds="/nonexistent/socket",
@@ -799,33 +799,33 @@ def test_use_asyncio_backend_keeps_non_default_settings() -> None:
     assert transport._pool is pool
 
 
-class _OwnTransport(httpx.AsyncHTTPTransport):
+class _OwnTransport(httpx2.AsyncHTTPTransport):
     pass
 
 
-def _with_proxy_pool() -> httpx.AsyncHTTPTransport:
-    transport = httpx.AsyncHTTPTransport(verify=SSL_CONTEXT)
-    transport._pool = httpcore.AsyncConnectionPool(proxy=httpcore.Proxy("http://127.0.0.1:9"))
+def _with_proxy_pool() -> httpx2.AsyncHTTPTransport:
+    transport = httpx2.AsyncHTTPTransport(verify=SSL_CONTEXT)
+    transport._pool = httpcore2.AsyncConnectionPool(proxy=httpcore2.Proxy("http://127.0.0.1:9"))
     return transport
 
 
-def _with_unknown_pool_layout() -> httpx.AsyncHTTPTransport:
-    transport = httpx.AsyncHTTPTransport(verify=SSL_CONTEXT)
-    del transport._pool._retries  # as a future httpcore that keeps its settings elsewhere
+def _with_unknown_pool_layout() -> httpx2.AsyncHTTPTransport:
+    transport = httpx2.AsyncHTTPTransport(verify=SSL_CONTEXT)
+    del transport._pool._retries  # as a future httpcore2 that keeps its settings elsewhere
     return transport
 
 
 @pytest.mark.parametrize(
     "make",
     [
-        lambda: httpx.AsyncHTTPTransport(verify=SSL_CONTEXT, proxy="http://127.0.0.1:9"),
+        lambda: httpx2.AsyncHTTPTransport(verify=SSL_CONTEXT, proxy="http://127.0.0.1:9"),
         lambda: _OwnTransport(verify=SSL_CONTEXT),
         _with_proxy_pool,
         _with_unknown_pool_layout,
     ],
     ids=["proxy-transport", "subclass", "pool-with-proxy", "unknown-pool-layout"],
 )
-def test_use_asyncio_backend_leaves_other_transports_alone(make: Callable[[], httpx.AsyncHTTPTransport]) -> None:
+def test_use_asyncio_backend_leaves_other_transports_alone(make: Callable[[], httpx2.AsyncHTTPTransport]) -> None:
     transport = make()
     pool = transport._pool
 
@@ -835,18 +835,18 @@ def test_use_asyncio_backend_leaves_other_transports_alone(make: Callable[[], ht
 
 
 def test_use_asyncio_backend_leaves_a_non_httpx_transport_alone() -> None:
-    transport = httpx.MockTransport(lambda request: httpx.Response(200))
+    transport = httpx2.MockTransport(lambda request: httpx2.Response(200))
     assert use_asyncio_backend(transport) is False
 
 
 async def test_use_asyncio_backend_leaves_a_pool_already_in_use_alone() -> None:
-    async with serve(responder(b"ok")) as server, httpx.AsyncClient(verify=SSL_CONTEXT) as http:
+    async with serve(responder(b"ok")) as server, httpx2.AsyncClient(verify=SSL_CONTEXT) as http:
         response = await http.get(f"http://127.0.0.1:{server.port}/")
         assert response.content == b"ok"
         pool = pool_of(http)
         assert len(pool.connections) == 1
         transport = http._transport
-        assert isinstance(transport, httpx.AsyncHTTPTransport)
+        assert isinstance(transport, httpx2.AsyncHTTPTransport)
 
         assert use_asyncio_backend(transport) is False
         assert transport._pool is pool
@@ -867,9 +867,9 @@ async def test_the_sdk_client_talks_to_a_server_through_asyncio_streams() -> Non
         assert [fax.id for fax in first.faxes] == ["fax_1"]
         assert [fax.id for fax in second.faxes] == ["fax_1"]
         [connection] = pool_of(client._http).connections  # one connection, reused
-        assert isinstance(connection, httpcore.AsyncHTTPConnection)
+        assert isinstance(connection, httpcore2.AsyncHTTPConnection)
         inner = connection._connection
-        assert isinstance(inner, httpcore.AsyncHTTP11Connection)
+        assert isinstance(inner, httpcore2.AsyncHTTP11Connection)
         assert isinstance(inner._network_stream, AsyncioStream)
         [peer] = server.seen
         assert len(peer.heads) == 2
@@ -880,17 +880,17 @@ async def test_the_sdk_client_talks_to_a_server_through_asyncio_streams() -> Non
 # -- SDKConnectionPool ---------------------------------------------------------------------------
 
 
-class CancelAfterConnect(httpcore.AsyncNetworkBackend):
+class CancelAfterConnect(httpcore2.AsyncNetworkBackend):
     """``AsyncioBackend`` that cancels the calling task as its first connection is returned.
 
-    The CancelledError then lands at the caller's next checkpoint: in httpcore 1.0.9 that is the
+    The CancelledError then lands at the caller's next checkpoint: in httpcore2 1.0.9 that is the
     ``_state_lock`` acquire in ``AsyncHTTP11Connection.handle_async_request``, the window of
-    encode/httpcore#1093, where the new connection is left ``NEW`` by a request that is gone.
+    encode/httpcore2#1093, where the new connection is left ``NEW`` by a request that is gone.
     """
 
     def __init__(self) -> None:
         self.inner = AsyncioBackend()
-        self.streams: list[httpcore.AsyncNetworkStream] = []
+        self.streams: list[httpcore2.AsyncNetworkStream] = []
 
     async def connect_tcp(
         self,
@@ -899,7 +899,7 @@ class CancelAfterConnect(httpcore.AsyncNetworkBackend):
         timeout: float | None = None,
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
+    ) -> httpcore2.AsyncNetworkStream:
         stream = await self.inner.connect_tcp(host, port, timeout, local_address, socket_options)
         self.streams.append(stream)
         if len(self.streams) == 1:
@@ -912,7 +912,7 @@ class CancelAfterConnect(httpcore.AsyncNetworkBackend):
         await self.inner.sleep(seconds)
 
 
-async def _cancel_in_the_window(pool: httpcore.AsyncConnectionPool, url: str) -> None:
+async def _cancel_in_the_window(pool: httpcore2.AsyncConnectionPool, url: str) -> None:
     request = asyncio.create_task(pool.request("GET", url, extensions=bounded()))
     with pytest.raises(asyncio.CancelledError):
         await request
@@ -920,11 +920,11 @@ async def _cancel_in_the_window(pool: httpcore.AsyncConnectionPool, url: str) ->
 
 
 async def test_a_plain_pool_keeps_the_orphan_of_a_cancelled_request() -> None:
-    """The reproduction really hits httpcore's bug: without the SDK's pool the slot is lost."""
+    """The reproduction really hits httpcore2's bug: without the SDK's pool the slot is lost."""
     backend = CancelAfterConnect()
     async with (
         serve(responder(b"ok")) as server,
-        httpcore.AsyncConnectionPool(max_connections=1, network_backend=backend) as pool,
+        httpcore2.AsyncConnectionPool(max_connections=1, network_backend=backend) as pool,
     ):
         url = f"http://127.0.0.1:{server.port}/"
         await _cancel_in_the_window(pool, url)
@@ -939,7 +939,7 @@ async def test_a_plain_pool_keeps_the_orphan_of_a_cancelled_request() -> None:
         await spin()
         assert server.seen[0].heads == []  # no request was ever sent on it
         # With one connection allowed, no other request gets in.
-        with pytest.raises(httpcore.PoolTimeout):
+        with pytest.raises(httpcore2.PoolTimeout):
             await pool.request("GET", url, extensions=bounded(pool=0))
         assert len(backend.streams) == 1
 
@@ -957,8 +957,8 @@ def closing_responder(body: bytes) -> Handler:
     return handle
 
 
-async def _cancel_a_queued_request_as_it_gets_a_new_connection(pool: httpcore.AsyncConnectionPool, url: str) -> None:
-    """The window of encode/httpcore#1093 as a busy pool opens it, with no help from the backend.
+async def _cancel_a_queued_request_as_it_gets_a_new_connection(pool: httpcore2.AsyncConnectionPool, url: str) -> None:
+    """The window of encode/httpcore2#1093 as a busy pool opens it, with no help from the backend.
 
     With one connection allowed, request B queues behind A. A's server closes its connection, so
     when A's response closes the pool gives B a *new* connection and wakes it; B is cancelled before
@@ -976,14 +976,14 @@ async def _cancel_a_queued_request_as_it_gets_a_new_connection(pool: httpcore.As
 
 
 async def test_a_plain_pool_keeps_the_orphan_of_a_queued_request_cancelled_as_it_is_woken() -> None:
-    async with serve(closing_responder(b"ok")) as server, httpcore.AsyncConnectionPool(max_connections=1) as pool:
+    async with serve(closing_responder(b"ok")) as server, httpcore2.AsyncConnectionPool(max_connections=1) as pool:
         url = f"http://127.0.0.1:{server.port}/"
         await _cancel_a_queued_request_as_it_gets_a_new_connection(pool, url)
 
         [orphan] = pool.connections
         assert orphan.info() == "CONNECTING"
         assert not (orphan.is_idle() or orphan.is_closed() or orphan.is_available())
-        with pytest.raises(httpcore.PoolTimeout):
+        with pytest.raises(httpcore2.PoolTimeout):
             await pool.request("GET", url, extensions=bounded(pool=0))
 
 
@@ -1044,12 +1044,12 @@ def loop_passes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return passes
 
 
-@pytest.mark.parametrize("sdk_pool", [True, False], ids=["sdk-pool", "httpcore-pool"])
+@pytest.mark.parametrize("sdk_pool", [True, False], ids=["sdk-pool", "httpcore2-pool"])
 async def test_a_request_on_the_sdk_pool_takes_its_locks_without_passing_round_the_loop(
     sdk_pool: bool, loop_passes: list[str]
 ) -> None:
-    """httpcore's locks yield once per uncontended acquire; the SDK's pool keeps the locking, not the yields."""
-    pool_type = SDKConnectionPool if sdk_pool else httpcore.AsyncConnectionPool
+    """httpcore2's locks yield once per uncontended acquire; the SDK's pool keeps the locking, not the yields."""
+    pool_type = SDKConnectionPool if sdk_pool else httpcore2.AsyncConnectionPool
     async with serve(responder(b"ok")) as server, pool_type(network_backend=AsyncioBackend()) as pool:
         url = f"http://127.0.0.1:{server.port}/"
         for _ in range(2):  # a new connection, then the kept-alive one
@@ -1065,7 +1065,7 @@ async def test_a_request_on_the_sdk_pool_takes_its_locks_without_passing_round_t
 
 
 async def test_the_sdk_pools_locks_still_exclude(loop_passes: list[str]) -> None:
-    """A contended fast lock waits for its holder, as httpcore's does."""
+    """A contended fast lock waits for its holder, as httpcore2's does."""
     from audian_fax_async._netbackend import _FastLock
 
     lock, order = _FastLock(), []
@@ -1143,14 +1143,14 @@ async def _start_trio_http_server(nursery: trio.Nursery, body: bytes, content_ty
 
 def test_under_trio_the_backend_falls_back_to_httpcore_trio_backend() -> None:
     heads: list[bytes] = []
-    streams: list[httpcore.AsyncNetworkStream] = []
+    streams: list[httpcore2.AsyncNetworkStream] = []
     backend = AsyncioBackend()
 
     async def main() -> None:
         with trio.fail_after(BOUND):
             async with trio.open_nursery() as nursery:
                 port = await _start_trio_http_server(nursery, b"from trio", "text/plain", heads)
-                async with httpcore.AsyncConnectionPool(network_backend=backend) as pool:
+                async with httpcore2.AsyncConnectionPool(network_backend=backend) as pool:
                     response = await pool.request(
                         "GET", f"http://127.0.0.1:{port}/t", extensions=bounded(trace=recording_trace(streams))
                     )
@@ -1164,7 +1164,7 @@ def test_under_trio_the_backend_falls_back_to_httpcore_trio_backend() -> None:
     assert not isinstance(stream, AsyncioStream)
     assert type(stream).__name__ == "TrioStream"
     assert set(backend._others) == {"trio"}
-    assert isinstance(backend._others["trio"], httpcore.TrioBackend)
+    assert isinstance(backend._others["trio"], httpcore2.TrioBackend)
     assert [head.split(b"\r\n")[0] for head in heads] == [b"GET /t HTTP/1.1"]
 
 
@@ -1191,7 +1191,7 @@ def test_the_sdk_client_works_under_trio() -> None:
 async def test_aclose_after_a_write_timeout_drops_what_was_never_sent(open_stream: OpenStream) -> None:
     stream, peer = await open_stream()
     size = 16 * 1024 * 1024
-    with pytest.raises(httpcore.WriteTimeout):
+    with pytest.raises(httpcore2.WriteTimeout):
         await stream.write(b"x" * size, timeout=0)  # the peer is not reading yet
     await stream.aclose()
     assert stream._transport.is_closing()
@@ -1221,12 +1221,12 @@ async def test_the_sdk_pool_reads_bodies_through_the_zero_copy_buffer_and_they_a
         (connection,) = pool.connections
         assert isinstance(connection, _SDKHTTPConnection)
         http11 = connection._connection
-        assert isinstance(http11, httpcore.AsyncHTTP11Connection)
+        assert isinstance(http11, httpcore2.AsyncHTTP11Connection)
         assert type(http11._h11_state._receive_buffer) is ZeroCopyReceiveBuffer
-    # httpcore's own pool keeps h11's buffer.
+    # httpcore2's own pool keeps h11's buffer.
     async with (
         serve(responder(body)) as server,
-        httpcore.AsyncConnectionPool(network_backend=AsyncioBackend()) as plain,
+        httpcore2.AsyncConnectionPool(network_backend=AsyncioBackend()) as plain,
     ):
         response = await plain.request("GET", f"http://127.0.0.1:{server.port}/doc", extensions=bounded())
         assert response.content == body

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import httpx
+import httpx2
 import pytest
 import respx
 
@@ -31,7 +31,7 @@ async def test_a_set_cookie_from_the_api_is_not_sent_back() -> None:
 async def test_an_injected_http_client_keeps_its_cookies() -> None:
     respx.get(f"{BASE}/fax/received/a").respond(200, json={"id": "a"}, headers={"Set-Cookie": "session=abc; Path=/"})
     second = respx.get(f"{BASE}/fax/received/b").respond(200, json={"id": "b"})
-    async with httpx.AsyncClient() as http, FaxClient("key-123456", base_url=BASE, http_client=http) as client:
+    async with httpx2.AsyncClient() as http, FaxClient("key-123456", base_url=BASE, http_client=http) as client:
         await client.request("GET", "fax/received/a")
         await client.request("GET", "fax/received/b")
     assert second.calls.last.request.headers["cookie"] == "session=abc"

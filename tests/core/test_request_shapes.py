@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 import respx
 
@@ -18,13 +18,13 @@ from .conftest import API_KEY
 EMPTY_PAGE = {"faxes": [], "total": 0, "limit": 20, "offset": 0}
 
 
-def assert_api_headers(request: httpx.Request) -> None:
+def assert_api_headers(request: httpx2.Request) -> None:
     assert request.headers["X-Auth-Token"] == API_KEY
     assert request.headers["User-Agent"] == f"audian-fax-async/{__version__}"
     assert request.headers["Accept"] == "application/json"
 
 
-def sent_json(request: httpx.Request) -> Any:
+def sent_json(request: httpx2.Request) -> Any:
     assert request.headers["Content-Type"] == "application/json"
     return json.loads(request.content)
 
@@ -149,8 +149,8 @@ async def test_iter_pages_with_page_size_filters_and_a_to_date_keyset(client: Fa
     second = [fax_json("fax_1", newest - timedelta(minutes=2))]
     route = api.get("/fax/received").mock(
         side_effect=[
-            httpx.Response(200, json={"faxes": first, "total": 3, "limit": 2, "offset": 0}),
-            httpx.Response(200, json={"faxes": second, "total": 2, "limit": 2, "offset": 0}),
+            httpx2.Response(200, json={"faxes": first, "total": 3, "limit": 2, "offset": 0}),
+            httpx2.Response(200, json={"faxes": second, "total": 2, "limit": 2, "offset": 0}),
         ]
     )
 
@@ -439,7 +439,7 @@ async def test_request_escape_hatch_does_not_send_the_key_to_an_absolute_foreign
     assert "X-Auth-Token" not in route.calls.last.request.headers
 
 
-# -- build_request: the SDK's own client builds requests directly, exactly as httpx would ----------
+# -- build_request: the SDK's own client builds requests directly, exactly as httpx2 would ----------
 
 _BUILD_CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("GET", "fax/received", {}),
@@ -465,8 +465,8 @@ def test_build_request_matches_what_httpx_builds(
     first.headers["X-Changed-After"] = "1"  # a built request's headers are its own, never the kept set's
     fast = client.build_request(method, path, **kwargs)  # the second time from the kept header set
 
-    # What httpx's own build_request makes of the same call (the path taken for an injected client).
-    headers = httpx.Headers(client._headers)
+    # What httpx2's own build_request makes of the same call (the path taken for an injected client).
+    headers = httpx2.Headers(client._headers)
     headers.update(kwargs.get("headers") or {})
     if client._same_origin(fast.url):
         headers["X-Auth-Token"] = API_KEY
@@ -510,10 +510,10 @@ _BASES = [
 @pytest.mark.parametrize("path", _URL_PATHS)
 def test_url_for_is_the_url_httpx_parses(base: str, path: str) -> None:
     # url_for makes plain paths' URLs from the base's parsed form without parsing again: the result
-    # must be exactly what httpx makes of the whole string.
+    # must be exactly what httpx2 makes of the whole string.
     client = FaxClient(API_KEY, base_url=base)
     made = client.url_for(path)
-    parsed = httpx.URL(str(client.base_url) + path.lstrip("/"))
+    parsed = httpx2.URL(str(client.base_url) + path.lstrip("/"))
     assert made == parsed
     assert str(made) == str(parsed) and made.raw_path == parsed.raw_path and made.netloc == parsed.netloc
     assert (made.scheme, made.host, made.port, made.query, made.fragment) == (
@@ -534,14 +534,14 @@ def test_the_kept_header_sets_are_bounded() -> None:
 
 
 async def test_a_header_given_in_other_case_replaces_the_default_on_an_injected_client_too() -> None:
-    async with httpx.AsyncClient() as injected:
+    async with httpx2.AsyncClient() as injected:
         client = FaxClient(API_KEY, base_url="https://api.example.test/v2", http_client=injected)
         request = client.build_request("GET", "fax/received", headers={"accept": "text/csv"})
     assert request.headers.get_list("Accept") == ["text/csv"]
 
 
 async def test_an_injected_http_client_keeps_its_own_defaults() -> None:
-    injected = httpx.AsyncClient(headers={"X-Proxy-Auth": "p"}, params={"tenant": "t1"}, timeout=3)
+    injected = httpx2.AsyncClient(headers={"X-Proxy-Auth": "p"}, params={"tenant": "t1"}, timeout=3)
     client = FaxClient(API_KEY, base_url="https://api.example.test/v2", http_client=injected)
 
     request = client.build_request("GET", "fax/received", params={"limit": 2})
@@ -556,10 +556,10 @@ async def test_an_injected_http_client_keeps_its_own_defaults() -> None:
 async def test_a_given_transport_is_used_directly_and_its_responses_keep_request_and_elapsed(
     client: FaxClient, api: respx.MockRouter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def not_through_the_client(*args: object, **kwargs: object) -> httpx.Response:
-        raise AssertionError("the request went through httpx.AsyncClient.send")
+    async def not_through_the_client(*args: object, **kwargs: object) -> httpx2.Response:
+        raise AssertionError("the request went through httpx2.AsyncClient.send")
 
-    monkeypatch.setattr(httpx.AsyncClient, "send", not_through_the_client)
+    monkeypatch.setattr(httpx2.AsyncClient, "send", not_through_the_client)
     api.get("/fax/received/fax_1").respond(200, json=fax_json("fax_1"))
 
     response = await client.request("GET", "fax/received/fax_1")

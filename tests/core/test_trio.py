@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-import httpx
+import httpx2
 import respx
 import trio
 
@@ -34,7 +34,7 @@ def test_the_client_lists_gets_and_retries_under_trio_with_respx() -> None:
             200, json={"faxes": [fax_json("fax_2"), fax_json("fax_1")], "total": 2, "limit": 2, "offset": 0}
         )
         api.get("/fax/received/fax_1").mock(
-            side_effect=[httpx.Response(503), httpx.Response(200, json=fax_json("fax_1"))]
+            side_effect=[httpx2.Response(503), httpx2.Response(200, json=fax_json("fax_1"))]
         )
         trio.run(main)
 
@@ -44,20 +44,20 @@ def test_the_client_lists_gets_and_retries_under_trio_with_respx() -> None:
 
 
 def test_the_client_walks_pages_concurrently_under_trio_with_a_mock_transport() -> None:
-    seen: list[httpx.Request] = []
+    seen: list[httpx2.Request] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: httpx2.Request) -> httpx2.Response:
         seen.append(request)
         if request.method == "PUT":
             fax_id = request.url.path.rsplit("/", 1)[1]
-            return httpx.Response(200, json=fax_json(fax_id, status=json.loads(request.content)["status"]))
-        return httpx.Response(200, json={"faxes": [fax_json("fax_1")], "total": 1, "limit": 100, "offset": 0})
+            return httpx2.Response(200, json=fax_json(fax_id, status=json.loads(request.content)["status"]))
+        return httpx2.Response(200, json={"faxes": [fax_json("fax_1")], "total": 1, "limit": 100, "offset": 0})
 
     marked: list[str] = []
 
     async def main() -> None:
         async with (
-            FaxClient(API_KEY, base_url=BASE_URL, transport=httpx.MockTransport(handler)) as client,
+            FaxClient(API_KEY, base_url=BASE_URL, transport=httpx2.MockTransport(handler)) as client,
             trio.open_nursery() as nursery,
         ):
             async for fax in client.received.iter():

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import anyio
-import httpx
+import httpx2
 import pytest
 
 from audian_fax_async import (
@@ -34,7 +34,7 @@ from .conftest import ClientFactory, assert_matches_emulator, no_sleep, partial_
 
 pytestmark = pytest.mark.filterwarnings("error::ResourceWarning")
 
-DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=30.0, pool=30.0)
+DEFAULT_TIMEOUT = httpx2.Timeout(connect=10.0, read=60.0, write=30.0, pool=30.0)
 PDF = b"%PDF-1.7\n" + b"x" * 200_000 + b"\n%%EOF\n"
 
 
@@ -154,7 +154,7 @@ def never_answer(request: bytes, conn: socket.socket, server: RawServer) -> bool
     return False
 
 
-def _client(url: str, *, max_retries: int = 3, timeout: httpx.Timeout = DEFAULT_TIMEOUT) -> FaxClient:
+def _client(url: str, *, max_retries: int = 3, timeout: httpx2.Timeout = DEFAULT_TIMEOUT) -> FaxClient:
     return FaxClient(
         "secret-key",
         base_url=f"{url}/v2",
@@ -227,10 +227,10 @@ async def test_a_body_shorter_than_its_content_length_is_refused_and_downloaded_
 
     with RawServer(short_then_whole) as server:
         async with (
-            httpx.AsyncClient(transport=AiohttpTransport()) as plain,
+            httpx2.AsyncClient(transport=AiohttpTransport()) as plain,
             plain.stream("GET", f"{server.url}/doc.pdf") as response,
         ):
-            with pytest.raises(httpx.RemoteProtocolError, match="payload is not completed"):
+            with pytest.raises(httpx2.RemoteProtocolError, match="payload is not completed"):
                 async for _ in response.aiter_raw():
                     pass
         server.requests.clear()
@@ -265,7 +265,7 @@ async def test_each_connection_buffers_read_bufsize_before_it_stops_reading(
     transport = AiohttpTransport() if given is None else AiohttpTransport(read_bufsize=given)
     with RawServer(big) as server:
         try:
-            response = await transport.handle_async_request(httpx.Request("GET", f"{server.url}/doc"))
+            response = await transport.handle_async_request(httpx2.Request("GET", f"{server.url}/doc"))
             content = cast(Any, response.stream)._response.content  # aiohttp's StreamReader
             assert content.get_read_buffer_limits() == limits
             assert b"".join([chunk async for chunk in response.aiter_raw()]) == body
@@ -281,7 +281,7 @@ def test_a_read_buffer_below_one_byte_is_refused(size: int) -> None:
 
 
 async def test_the_request_headers_reach_the_server_as_httpx_built_them() -> None:
-    async def exchange(transport: httpx.AsyncBaseTransport) -> list[set[bytes]]:
+    async def exchange(transport: httpx2.AsyncBaseTransport) -> list[set[bytes]]:
         server.requests.clear()
         async with FaxClient("secret-key", base_url=f"{server.url}/v2", transport=transport) as client:
             await client.request("GET", "fax/received", params={"limit": 5})
@@ -290,7 +290,7 @@ async def test_the_request_headers_reach_the_server_as_httpx_built_them() -> Non
         return server.heads()
 
     with RawServer(json_ok) as server:
-        get, post, delete = await exchange(httpx.AsyncHTTPTransport(verify=False))
+        get, post, delete = await exchange(httpx2.AsyncHTTPTransport(verify=False))
         ours = await exchange(AiohttpTransport())
 
     assert ours[0] == get
@@ -328,7 +328,7 @@ async def test_a_server_that_hangs_up_after_reading_a_post_means_sent_and_the_po
 
 async def test_no_answer_within_the_read_timeout_is_an_api_timeout_error() -> None:
     with RawServer(never_answer) as server:
-        async with _client(server.url, max_retries=0, timeout=httpx.Timeout(5.0, read=0.05)) as client:
+        async with _client(server.url, max_retries=0, timeout=httpx2.Timeout(5.0, read=0.05)) as client:
             with pytest.raises(APITimeoutError) as caught:
                 await client.received.list(limit=1)
 
@@ -342,7 +342,7 @@ async def test_a_body_that_stalls_past_the_read_timeout_is_an_api_timeout_error(
         return False
 
     with RawServer(stall_mid_body) as server:
-        async with _client(server.url, max_retries=0, timeout=httpx.Timeout(5.0, read=0.05)) as client:
+        async with _client(server.url, max_retries=0, timeout=httpx2.Timeout(5.0, read=0.05)) as client:
             with pytest.raises(APITimeoutError) as caught:
                 await client.received.download("fax_1", tmp_path / "fax_1.pdf")
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 
 from audian_fax_async import (
@@ -50,21 +50,21 @@ def test_range_headers_ask_for_identity_and_resume_only_with_an_offset() -> None
 
 
 def test_plan_of_a_206_must_start_where_asked() -> None:
-    good = httpx.Headers({"Content-Range": "bytes 100-199/200", "Content-Length": "100", "ETag": '"x"'})
+    good = httpx2.Headers({"Content-Range": "bytes 100-199/200", "Content-Length": "100", "ETag": '"x"'})
     plan = plan_body(206, good, offset=100)
     assert (plan.start, plan.total, plan.etag) == (100, 200, '"x"')
     with pytest.raises(_Restart):
-        plan_body(206, httpx.Headers({"Content-Range": "bytes 0-199/200"}), offset=100)
+        plan_body(206, httpx2.Headers({"Content-Range": "bytes 0-199/200"}), offset=100)
     with pytest.raises(_Restart):
-        plan_body(206, httpx.Headers({"Content-Range": "garbage"}), offset=100)
+        plan_body(206, httpx2.Headers({"Content-Range": "garbage"}), offset=100)
     with pytest.raises(_Restart):
-        plan_body(206, httpx.Headers({"Content-Range": "bytes 100-199/200", "Content-Length": "5"}), offset=100)
+        plan_body(206, httpx2.Headers({"Content-Range": "bytes 100-199/200", "Content-Length": "5"}), offset=100)
 
 
 def test_plan_of_a_200_ignores_weak_etags_and_chunked_lengths() -> None:
-    plan = plan_body(200, httpx.Headers({"Content-Length": "10", "ETag": 'W/"w"', "Accept-Ranges": "bytes"}), offset=0)
+    plan = plan_body(200, httpx2.Headers({"Content-Length": "10", "ETag": 'W/"w"', "Accept-Ranges": "bytes"}), offset=0)
     assert plan.total == 10 and plan.etag is None and plan.accepts_ranges
-    assert plan_body(200, httpx.Headers({"Transfer-Encoding": "chunked"}), offset=0).total is None
+    assert plan_body(200, httpx2.Headers({"Transfer-Encoding": "chunked"}), offset=0).total is None
 
 
 @pytest.mark.parametrize(
@@ -125,14 +125,14 @@ def test_cleanup_removes_only_temporary_files_of_dead_processes(tmp_path: Path) 
 
 # -- against scripted transports -----------------------------------------------------------------
 
-Handler = Callable[[httpx.Request], httpx.Response]
+Handler = Callable[[httpx2.Request], httpx2.Response]
 
 
 def client_for(handler: Handler, max_retries: int = 3) -> FaxClient:
     return FaxClient(
         "k",
         base_url="https://api.test/v2",
-        transport=httpx.MockTransport(handler),
+        transport=httpx2.MockTransport(handler),
         retry_policy=RetryPolicy(max_retries=max_retries, sleep=no_sleep),
     )
 
@@ -141,8 +141,8 @@ async def test_body_without_length_that_ends_early_is_detected(tmp_path: Path) -
     async def body() -> object:
         yield PDF[:1000]  # no Content-Length, no trailer: the connection just closed
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, content=body())  # type: ignore[arg-type]
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, content=body())  # type: ignore[arg-type]
 
     async with client_for(handler, max_retries=0) as client:
         with pytest.raises(IncompleteDownloadError, match="trailer"):
@@ -151,8 +151,8 @@ async def test_body_without_length_that_ends_early_is_detected(tmp_path: Path) -
 
 
 async def test_server_lying_about_size_against_file_size_is_refused(tmp_path: Path) -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, content=PDF, headers={"Content-Length": str(len(PDF))})
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, content=PDF, headers={"Content-Length": str(len(PDF))})
 
     async with client_for(handler, max_retries=1) as client:
         with pytest.raises(IncompleteDownloadError, match="fax record says"):
@@ -165,17 +165,17 @@ async def test_a_206_starting_elsewhere_restarts_from_zero(tmp_path: Path) -> No
 
     async def first_half() -> object:
         yield PDF[:3000]
-        raise httpx.ReadError("connection reset")
+        raise httpx2.ReadError("connection reset")
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: httpx2.Request) -> httpx2.Response:
         calls.append(request.headers.get("Range"))
         headers = {"ETag": '"v1"', "Accept-Ranges": "bytes", "Content-Length": str(len(PDF))}
         if len(calls) == 1:
-            return httpx.Response(200, content=first_half(), headers=headers)  # type: ignore[arg-type]
+            return httpx2.Response(200, content=first_half(), headers=headers)  # type: ignore[arg-type]
         if len(calls) == 2:  # a broken server: answers the range from byte 0
             bad = {"Content-Range": f"bytes 0-{len(PDF) - 1}/{len(PDF)}", "ETag": '"v1"'}
-            return httpx.Response(206, content=PDF, headers=bad)
-        return httpx.Response(200, content=PDF, headers=headers)
+            return httpx2.Response(206, content=PDF, headers=bad)
+        return httpx2.Response(200, content=PDF, headers=headers)
 
     async with client_for(handler) as client:
         result = await client.received.download("fax_1", tmp_path / "x.pdf", fax=fax())
@@ -189,15 +189,15 @@ async def test_a_200_to_a_range_request_starts_the_file_over(tmp_path: Path) -> 
 
     async def cut() -> object:
         yield PDF[:2000]
-        raise httpx.RemoteProtocolError("peer closed")
+        raise httpx2.RemoteProtocolError("peer closed")
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: httpx2.Request) -> httpx2.Response:
         nonlocal calls
         calls += 1
         headers = {"ETag": '"v1"', "Accept-Ranges": "bytes", "Content-Length": str(len(PDF))}
         if calls == 1:
-            return httpx.Response(200, content=cut(), headers=headers)  # type: ignore[arg-type]
-        return httpx.Response(200, content=PDF, headers=headers)  # If-Range did not match: whole document
+            return httpx2.Response(200, content=cut(), headers=headers)  # type: ignore[arg-type]
+        return httpx2.Response(200, content=PDF, headers=headers)  # If-Range did not match: whole document
 
     async with client_for(handler) as client:
         await client.received.download("fax_1", tmp_path / "x.pdf", fax=fax())
@@ -209,8 +209,8 @@ async def test_a_body_longer_than_promised_is_cut_off(tmp_path: Path) -> None:
         yield PDF
         yield b"x" * 100_000
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, content=endless())  # type: ignore[arg-type]
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, content=endless())  # type: ignore[arg-type]
 
     async with client_for(handler, max_retries=0) as client:
         with pytest.raises(IncompleteDownloadError, match="more than"):
@@ -221,11 +221,11 @@ async def test_a_body_longer_than_promised_is_cut_off(tmp_path: Path) -> None:
 async def test_cross_origin_redirect_of_a_download_drops_the_key(tmp_path: Path) -> None:
     seen: dict[str, str | None] = {}
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: httpx2.Request) -> httpx2.Response:
         seen[request.url.host] = request.headers.get("X-Auth-Token")
         if request.url.host == "api.test":
-            return httpx.Response(302, headers={"Location": "https://cdn.example/doc.pdf?sig=1"})
-        return httpx.Response(200, content=PDF, headers={"Content-Length": str(len(PDF))})
+            return httpx2.Response(302, headers={"Location": "https://cdn.example/doc.pdf?sig=1"})
+        return httpx2.Response(200, content=PDF, headers={"Content-Length": str(len(PDF))})
 
     async with client_for(handler) as client:
         await client.received.download("fax_1", tmp_path / "x.pdf")

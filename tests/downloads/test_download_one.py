@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from audian_fax_async import (
@@ -106,19 +106,19 @@ async def test_ids_with_separators_are_one_encoded_segment_and_one_safe_file(hos
     pdf = b"%PDF-1.4\n" + b"x" * 100 + b"\n%%EOF\n"
     seen: list[bytes] = []
 
-    def serve(request: httpx.Request) -> httpx.Response:
+    def serve(request: httpx2.Request) -> httpx2.Response:
         seen.append(request.url.raw_path)
         if request.url.raw_path.endswith(b"/download"):
-            return httpx.Response(200, content=pdf, headers={"Content-Type": "application/pdf"})
+            return httpx2.Response(200, content=pdf, headers={"Content-Type": "application/pdf"})
         fax = {
             "id": hostile, "from_number": "+1", "to_number": "+2", "pages": 1,
             "received_at": "2024-02-04T13:15:00Z", "status": "received", "file_size": len(pdf),
         }  # fmt: skip
-        return httpx.Response(200, json=fax)
+        return httpx2.Response(200, json=fax)
 
     inside = tmp_path / "inside"
     inside.mkdir()
-    async with FaxClient("k", base_url="https://api.test/v2", transport=httpx.MockTransport(serve)) as client:
+    async with FaxClient("k", base_url="https://api.test/v2", transport=httpx2.MockTransport(serve)) as client:
         result = await client.received.download(hostile, inside)
     assert result.path.parent == inside
     assert result.path.read_bytes() == pdf

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import anyio
-import httpx
+import httpx2
 import pytest
 from anyio import wait_all_tasks_blocked
 
@@ -23,7 +23,7 @@ class GatedServer:
         self.highest = 0
         self.gate = anyio.Event()
 
-    async def handle(self, request: httpx.Request) -> httpx.Response:
+    async def handle(self, request: httpx2.Request) -> httpx2.Response:
         self.requests += 1
         self.active += 1
         self.highest = max(self.highest, self.active)
@@ -31,14 +31,14 @@ class GatedServer:
             await self.gate.wait()
         finally:
             self.active -= 1
-        return httpx.Response(200, content=PDF, headers={"Content-Length": str(len(PDF))})
+        return httpx2.Response(200, content=PDF, headers={"Content-Length": str(len(PDF))})
 
 
 def gated_client(server: GatedServer, key: str = "k", **kwargs: object) -> FaxClient:
     return FaxClient(
         key,
         base_url="https://api.test/v2",
-        transport=httpx.MockTransport(server.handle),
+        transport=httpx2.MockTransport(server.handle),
         **kwargs,  # type: ignore[arg-type]
     )
 
@@ -85,7 +85,7 @@ async def test_max_concurrent_downloads_caps_one_client_lower(tmp_path: Path) ->
 
 async def test_waiting_for_a_slot_happens_before_the_request_so_no_timeout_runs(tmp_path: Path) -> None:
     server = GatedServer()
-    client = gated_client(server, limiter=LocalLimiter(1), timeout=httpx.Timeout(0.05))
+    client = gated_client(server, limiter=LocalLimiter(1), timeout=httpx2.Timeout(0.05))
     async with anyio.create_task_group() as tg, client.received.stream("held") as held:
         tg.start_soon(client.received.download, "waiting", tmp_path / "w.pdf")
         await wait_all_tasks_blocked()

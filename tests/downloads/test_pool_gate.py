@@ -1,7 +1,7 @@
-"""Requests enter httpx's own pool so that none is handed a connection another one takes.
+"""Requests enter httpx2's own pool so that none is handed a connection another one takes.
 
 On asyncio the SDK's own pool makes that so by itself (its locks never pass round the loop), and
-requests go straight to httpx's transport; elsewhere (trio, simulated here) they pass a gate.
+requests go straight to httpx2's transport; elsewhere (trio, simulated here) they pass a gate.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import anyio
-import httpcore._async.connection_pool as connection_pool
-import httpx
+import httpcore2._async.connection_pool as connection_pool
+import httpx2
 import pytest
 
 import audian_fax_async._client as client_module
@@ -23,7 +23,7 @@ from .conftest import ClientFactory, assert_matches_emulator
 
 @pytest.fixture
 def pool_passes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts httpcore's passes over the pool (each one scans every connection)."""
+    """Counts httpcore2's passes over the pool (each one scans every connection)."""
     passes = [0]
     original = connection_pool.AsyncConnectionPool._assign_requests_to_connections
 
@@ -69,7 +69,7 @@ async def test_each_request_takes_one_pass_into_the_pool(
         downloads = await _downloads(client, tmp_path)
         assert (client._pool_gate is not False) == (entry == "gated")  # the gate was made on first use
     # One pass when a request enters and one when its response closes, per request: the downloads
-    # and one or two listing requests (42 here for 20 downloads). On httpcore's own locks without the
+    # and one or two listing requests (42 here for 20 downloads). On httpcore2's own locks without the
     # gate, requests starting together are handed the same idle connection and go round again (48 in
     # a run of this test; 1,590 against 810 for 400 downloads from nginx).
     assert pool_passes[0] <= 2 * (downloads + 2)
@@ -78,9 +78,9 @@ async def test_each_request_takes_one_pass_into_the_pool(
 
 
 async def test_an_injected_client_or_transport_is_not_gated(make_client: ClientFactory) -> None:
-    async with httpx.AsyncClient() as http, make_client(http_client=http) as injected:
+    async with httpx2.AsyncClient() as http, make_client(http_client=http) as injected:
         assert injected._pool_gate is None
-    async with make_client(transport=httpx.AsyncHTTPTransport()) as with_transport:
+    async with make_client(transport=httpx2.AsyncHTTPTransport()) as with_transport:
         assert with_transport._pool_gate is None
     async with make_client() as own:
         assert own._pool_gate is not None
@@ -94,7 +94,7 @@ async def test_waiting_to_enter_the_pool_is_bounded_by_the_pool_timeout(
         # One connection only, and a short pool timeout: a held download keeps the others waiting.
         await client._http.aclose()
         client._http = _HTTPClient(
-            limits=httpx.Limits(max_connections=1), timeout=httpx.Timeout(10.0, pool=0.05), follow_redirects=False
+            limits=httpx2.Limits(max_connections=1), timeout=httpx2.Timeout(10.0, pool=0.05), follow_redirects=False
         )
         async with client.received.stream(fax["id"]) as document:
             chunks = aiter(document)
@@ -117,7 +117,7 @@ async def test_waiting_to_enter_the_pool_is_bounded_by_the_pool_timeout(
 
 
 async def test_the_gate_opens_before_the_response_is_awaited(gated: None, make_client: ClientFactory) -> None:
-    # If httpcore renamed its trace events, the lock would stay shut until the response's headers
+    # If httpcore2 renamed its trace events, the lock would stay shut until the response's headers
     # arrived and requests would queue for a whole round trip each: this test fails first.
     seen: list[tuple[str, bool]] = []
     async with make_client() as client:
@@ -138,29 +138,29 @@ async def test_the_gate_opens_before_the_response_is_awaited(gated: None, make_c
 async def test_on_asyncio_the_sdks_own_client_sends_straight_to_its_transport(
     make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    sent_by_httpx: list[httpx.Request] = []
-    real_send = httpx.AsyncClient.send
+    sent_by_httpx: list[httpx2.Request] = []
+    real_send = httpx2.AsyncClient.send
 
-    async def spy(self: httpx.AsyncClient, request: httpx.Request, **kwargs: object) -> httpx.Response:
+    async def spy(self: httpx2.AsyncClient, request: httpx2.Request, **kwargs: object) -> httpx2.Response:
         sent_by_httpx.append(request)
         return await real_send(self, request, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(httpx.AsyncClient, "send", spy)
-    caplog.set_level("INFO", logger="httpx")
+    monkeypatch.setattr(httpx2.AsyncClient, "send", spy)
+    caplog.set_level("INFO", logger="httpx2")
     async with make_client() as client:
         page = await client.received.list(limit=1)
         assert client._pool_gate is False  # never needed
     assert page.faxes is not None
     assert sent_by_httpx == []
-    # httpx's own INFO line per request is still written, as httpx words it.
-    [line] = [r.getMessage() for r in caplog.records if r.name == "httpx"]
+    # httpx2's own INFO line per request is still written, as httpx2 words it.
+    [line] = [r.getMessage() for r in caplog.records if r.name == "httpx2"]
     assert line.startswith("HTTP Request: GET http://127.0.0.1:") and line.endswith('"HTTP/1.1 200 OK"')
 
 
 async def test_a_proxy_from_the_environment_is_honoured(
     make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A proxy mount means httpx's send must route the request: nothing goes straight to the pool.
+    # A proxy mount means httpx2's send must route the request: nothing goes straight to the pool.
     for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "HTTP_PROXY", "http_proxy"):
         monkeypatch.delenv(name, raising=False)
     async with make_client(max_retries=0) as direct:

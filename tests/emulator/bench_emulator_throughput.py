@@ -4,7 +4,7 @@
 
 Starts the emulator in a separate process (so client and server do not share a GIL), injects
 ``--downloads`` faxes of ``--size`` bytes into one account, warms the document cache, then downloads
-them all ``--concurrency`` at a time with bare httpx and with aiohttp, reading raw chunks.
+them all ``--concurrency`` at a time with bare httpx2 and with aiohttp, reading raw chunks.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 
 import aiohttp
-import httpx
+import httpx2
 
 from audian_fax_async.emulator import AdminClient, EmulatorConfig, EmulatorThread
 
@@ -26,9 +26,9 @@ KEY = "bench"
 
 
 async def with_httpx(base_url: str, ids: list[str], concurrency: int) -> int:
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    limits = httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     total = 0
-    async with httpx.AsyncClient(base_url=base_url, headers={"X-Auth-Token": KEY}, limits=limits) as client:
+    async with httpx2.AsyncClient(base_url=base_url, headers={"X-Auth-Token": KEY}, limits=limits) as client:
         queue: asyncio.Queue[str] = asyncio.Queue()
         for fax_id in ids:
             queue.put_nowait(fax_id)
@@ -110,8 +110,8 @@ def measure(args: argparse.Namespace, base_url: str, admin_url: str) -> None:
     started = time.perf_counter()
     total = asyncio.run(with_httpx(base_url, ids, args.concurrency))  # also fills the document cache
     elapsed = time.perf_counter() - started
-    print(f"httpx    cold cache (documents produced on first download): {total / 1e6 / elapsed:.0f} MB/s")
-    for name, run in (("httpx", with_httpx), ("aiohttp", with_aiohttp)):
+    print(f"httpx2    cold cache (documents produced on first download): {total / 1e6 / elapsed:.0f} MB/s")
+    for name, run in (("httpx2", with_httpx), ("aiohttp", with_aiohttp)):
         for _ in range(args.rounds):
             started = time.perf_counter()
             total = asyncio.run(run(base_url, ids, args.concurrency))
@@ -123,7 +123,7 @@ def measure(args: argparse.Namespace, base_url: str, admin_url: str) -> None:
     if args.big:
         with AdminClient(admin_url) as admin:
             big = admin.inject(KEY, faxes=[{"pages": 100, "size": args.big}])[0]["id"]
-        for name, run in (("httpx", with_httpx), ("aiohttp", with_aiohttp)):
+        for name, run in (("httpx2", with_httpx), ("aiohttp", with_aiohttp)):
             started = time.perf_counter()
             total = asyncio.run(run(base_url, [big], 1))
             elapsed = time.perf_counter() - started

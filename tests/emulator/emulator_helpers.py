@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
-import httpx
+import httpx2
 import uvicorn
 from attrs import define, field
 from starlette.applications import Starlette
@@ -74,7 +74,7 @@ def free_port_url() -> str:
     return f"http://127.0.0.1:{port}/hook"
 
 
-def error_of(response: httpx.Response) -> dict[str, Any]:
+def error_of(response: httpx2.Response) -> dict[str, Any]:
     """The ``error`` object of an API error response, checking its shape."""
     body = response.json()
     assert set(body) == {"error"}

@@ -6,7 +6,7 @@ import contextlib
 from typing import Any
 
 import anyio
-import httpx
+import httpx2
 from emulator_helpers import error_of
 from starlette.requests import Request
 
@@ -22,9 +22,9 @@ async def wait_until_idle(admin: AdminClient, key: str) -> dict[str, Any]:
     return stats
 
 
-async def hold_downloads(api: httpx.AsyncClient, fax_ids: list[str], release: anyio.Event) -> list[httpx.Response]:
+async def hold_downloads(api: httpx2.AsyncClient, fax_ids: list[str], release: anyio.Event) -> list[httpx2.Response]:
     """Start one streamed download per id at once; keep the admitted ones open until ``release``."""
-    responses: list[httpx.Response] = []
+    responses: list[httpx2.Response] = []
     admitted = anyio.Event()
 
     async def one(fax_id: str) -> None:
@@ -46,7 +46,7 @@ async def hold_downloads(api: httpx.AsyncClient, fax_ids: list[str], release: an
 
 
 async def test_eleven_slow_downloads_at_once_exactly_one_is_refused(
-    api: httpx.AsyncClient, admin: AdminClient, key: str
+    api: httpx2.AsyncClient, admin: AdminClient, key: str
 ) -> None:
     admin.set_faults(bandwidth=20_000)  # ~5 s a document: all of them are in flight together
     faxes = (await api.get("/fax/received", params={"limit": 11})).json()["faxes"]
@@ -64,7 +64,7 @@ async def test_eleven_slow_downloads_at_once_exactly_one_is_refused(
 
 
 async def test_slots_come_back_after_complete_and_abandoned_downloads(
-    api: httpx.AsyncClient, admin: AdminClient, key: str
+    api: httpx2.AsyncClient, admin: AdminClient, key: str
 ) -> None:
     faxes = (await api.get("/fax/received", params={"limit": 12})).json()["faxes"]
     for fax in faxes:  # sequential, complete: never more than one at a time
@@ -87,7 +87,7 @@ async def test_limit_is_per_account_and_its_retry_after_is_configurable() -> Non
     async with run_emulator(config) as emu, contextlib.AsyncExitStack() as stack:
         alice, bob = [
             await stack.enter_async_context(
-                httpx.AsyncClient(base_url=emu.base_url, headers={"X-Auth-Token": name}, timeout=10)
+                httpx2.AsyncClient(base_url=emu.base_url, headers={"X-Auth-Token": name}, timeout=10)
             )
             for name in ("alice", "bob")
         ]
@@ -107,7 +107,7 @@ async def test_limit_is_per_account_and_its_retry_after_is_configurable() -> Non
 
 
 async def test_leaving_a_huge_download_early_frees_the_slot_without_sending_it_all(
-    api: httpx.AsyncClient, admin: AdminClient, key: str
+    api: httpx2.AsyncClient, admin: AdminClient, key: str
 ) -> None:
     size = 256 * 1024 * 1024
     admin.inject(key, faxes=[{"id": "fax_received_huge", "pages": 10, "size": size}])
@@ -137,7 +137,7 @@ async def test_a_new_request_on_a_connection_frees_the_slot_of_its_last_download
     # A keep-alive client sends its next request as soon as a body's last frame arrives, and the
     # server may start it before the last response's task runs again to give the slot back. HTTP/1.1
     # serves one response at a time per connection, so the new request proves the last one complete
-    # (a bare httpx loop at the limit got a 429 in CI without this).
+    # (a bare httpx2 loop at the limit got a 429 in CI without this).
     core = EmulatorCore(EmulatorConfig(faxes=3, max_concurrent_downloads=1))
     account = core.state.account("k")
     ids = [fax.id for fax in account.faxes]

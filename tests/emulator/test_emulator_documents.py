@@ -7,7 +7,7 @@ import io
 import re
 from typing import Any
 
-import httpx
+import httpx2
 import pypdf
 import pytest
 from emulator_helpers import error_of
@@ -20,13 +20,13 @@ def pdf_pages(data: bytes) -> int:
     return len(pypdf.PdfReader(io.BytesIO(data), strict=True).pages)
 
 
-async def some_faxes(api: httpx.AsyncClient, n: int) -> list[dict[str, Any]]:
+async def some_faxes(api: httpx2.AsyncClient, n: int) -> list[dict[str, Any]]:
     faxes: list[dict[str, Any]] = (await api.get("/fax/received", params={"limit": n})).json()["faxes"]
     return faxes
 
 
 async def test_documents_are_valid_pdfs_with_listed_pages_and_exact_size(
-    api: httpx.AsyncClient, admin: AdminClient, key: str
+    api: httpx2.AsyncClient, admin: AdminClient, key: str
 ) -> None:
     for fax in await some_faxes(api, 6):
         response = await api.get(f"/fax/received/{fax['id']}/download")
@@ -37,7 +37,7 @@ async def test_documents_are_valid_pdfs_with_listed_pages_and_exact_size(
         assert hashlib.sha256(response.content).hexdigest() == admin.document_sha256(key, fax["id"])
 
 
-async def test_download_headers(api: httpx.AsyncClient) -> None:
+async def test_download_headers(api: httpx2.AsyncClient) -> None:
     fax = (await some_faxes(api, 1))[0]
     response = await api.get(f"/fax/received/{fax['id']}/download")
     headers = response.headers
@@ -51,7 +51,7 @@ async def test_download_headers(api: httpx.AsyncClient) -> None:
 
 
 async def test_documents_are_deterministic_from_seed_and_key(
-    api: httpx.AsyncClient, admin: AdminClient, key: str
+    api: httpx2.AsyncClient, admin: AdminClient, key: str
 ) -> None:
     fax = (await some_faxes(api, 1))[0]
     before = (await api.get(f"/fax/received/{fax['id']}/download")).content
@@ -65,7 +65,7 @@ async def test_documents_are_deterministic_from_seed_and_key(
     [("bytes=0-99", 0, 100), ("bytes=1000-", 1000, None), ("bytes=-500", -500, None), ("bytes=10-10", 10, 11)],
 )
 async def test_range_requests_answer_206_with_content_range(
-    api: httpx.AsyncClient, header: str, start: int, end: int | None
+    api: httpx2.AsyncClient, header: str, start: int, end: int | None
 ) -> None:
     fax = (await some_faxes(api, 1))[0]
     url = f"/fax/received/{fax['id']}/download"
@@ -79,7 +79,7 @@ async def test_range_requests_answer_206_with_content_range(
     assert int(response.headers["content-length"]) == len(expected)
 
 
-async def test_range_end_beyond_the_document_is_clamped(api: httpx.AsyncClient) -> None:
+async def test_range_end_beyond_the_document_is_clamped(api: httpx2.AsyncClient) -> None:
     fax = (await some_faxes(api, 1))[0]
     size = fax["file_size"]
     response = await api.get(f"/fax/received/{fax['id']}/download", headers={"Range": f"bytes={size - 10}-{size * 2}"})
@@ -89,7 +89,7 @@ async def test_range_end_beyond_the_document_is_clamped(api: httpx.AsyncClient) 
 
 
 @pytest.mark.parametrize("header", ["bytes={size}-", "bytes={size}-{bigger}", "bytes=-0"])
-async def test_unsatisfiable_range_is_416_with_star_content_range(api: httpx.AsyncClient, header: str) -> None:
+async def test_unsatisfiable_range_is_416_with_star_content_range(api: httpx2.AsyncClient, header: str) -> None:
     fax = (await some_faxes(api, 1))[0]
     size = fax["file_size"]
     spelled = header.format(size=size, bigger=size + 5)
@@ -100,7 +100,7 @@ async def test_unsatisfiable_range_is_416_with_star_content_range(api: httpx.Asy
 
 
 @pytest.mark.parametrize("header", ["bytes=5-2", "bytes=0-1,5-9", "pages=1-2", "bytes=abc"])
-async def test_malformed_or_multiple_ranges_are_ignored(api: httpx.AsyncClient, header: str) -> None:
+async def test_malformed_or_multiple_ranges_are_ignored(api: httpx2.AsyncClient, header: str) -> None:
     fax = (await some_faxes(api, 1))[0]
     response = await api.get(f"/fax/received/{fax['id']}/download", headers={"Range": header})
     assert response.status_code == 200
@@ -108,7 +108,7 @@ async def test_malformed_or_multiple_ranges_are_ignored(api: httpx.AsyncClient, 
 
 
 async def test_if_range_with_current_etag_gives_206_and_with_another_gives_the_whole_document(
-    api: httpx.AsyncClient,
+    api: httpx2.AsyncClient,
 ) -> None:
     fax = (await some_faxes(api, 1))[0]
     url = f"/fax/received/{fax['id']}/download"
@@ -122,7 +122,7 @@ async def test_if_range_with_current_etag_gives_206_and_with_another_gives_the_w
 
 
 async def test_big_injected_document_streams_a_valid_pdf_of_the_exact_size(
-    api: httpx.AsyncClient, admin: AdminClient, key: str
+    api: httpx2.AsyncClient, admin: AdminClient, key: str
 ) -> None:
     size = 20 * 1024 * 1024 + 12345  # above the in-memory limit: streamed from its layout
     fax = admin.inject(key, faxes=[{"id": "fax_received_big", "pages": 3, "size": size}])[0]
@@ -176,7 +176,7 @@ def test_streamed_ranges_equal_slices_of_the_whole_document() -> None:
 
 async def test_ten_thousand_fax_account_is_generated_without_any_document() -> None:
     async with run_emulator(EmulatorConfig(faxes=10_000)) as emu:
-        async with httpx.AsyncClient(base_url=emu.base_url, headers={"X-Auth-Token": "big"}) as client:
+        async with httpx2.AsyncClient(base_url=emu.base_url, headers={"X-Auth-Token": "big"}) as client:
             first = (await client.get("/fax/received", params={"limit": 100})).json()
             last = (await client.get("/fax/received", params={"limit": 100, "offset": 9_900})).json()
         assert first["total"] == 10_000 and len(last["faxes"]) == 100

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from emulator_helpers import error_of
 
@@ -22,7 +22,7 @@ def parse(value: str) -> dt.datetime:
     return dt.datetime.fromisoformat(value)
 
 
-async def all_faxes(api: httpx.AsyncClient, **params: Any) -> list[dict[str, Any]]:
+async def all_faxes(api: httpx2.AsyncClient, **params: Any) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     offset = 0
     while True:
@@ -36,7 +36,7 @@ async def all_faxes(api: httpx.AsyncClient, **params: Any) -> list[dict[str, Any
 
 
 async def test_key_in_x_auth_token_or_bearer_reaches_the_same_account(emulator: Emulator, key: str) -> None:
-    async with httpx.AsyncClient(base_url=emulator.base_url) as client:
+    async with httpx2.AsyncClient(base_url=emulator.base_url) as client:
         by_token = await client.get("/fax/received", headers={"X-Auth-Token": key})
         by_bearer = await client.get("/fax/received", headers={"Authorization": f"Bearer {key}"})
     assert by_token.status_code == by_bearer.status_code == 200
@@ -47,14 +47,14 @@ async def test_key_in_x_auth_token_or_bearer_reaches_the_same_account(emulator: 
     "headers", [{}, {"Authorization": "Basic abc"}, {"Authorization": "Bearer"}, {"X-Auth-Token": ""}]
 )
 async def test_missing_key_is_401_with_json_error(emulator: Emulator, headers: dict[str, str]) -> None:
-    async with httpx.AsyncClient(base_url=emulator.base_url) as client:
+    async with httpx2.AsyncClient(base_url=emulator.base_url) as client:
         response = await client.get("/fax/received", headers=headers)
     assert response.status_code == 401
     assert error_of(response)["code"] == "unauthorized"
     assert response.headers["x-request-id"]
 
 
-async def test_list_has_reference_shape_and_defaults(api: httpx.AsyncClient, emulator: Emulator) -> None:
+async def test_list_has_reference_shape_and_defaults(api: httpx2.AsyncClient, emulator: Emulator) -> None:
     response = await api.get("/fax/received")
     body = response.json()
     assert set(body) == {"faxes", "total", "limit", "offset"}
@@ -72,14 +72,14 @@ async def test_list_has_reference_shape_and_defaults(api: httpx.AsyncClient, emu
         parse(fax["received_at"])
 
 
-async def test_every_response_has_a_unique_request_id(api: httpx.AsyncClient) -> None:
+async def test_every_response_has_a_unique_request_id(api: httpx2.AsyncClient) -> None:
     ids = {(await api.get("/fax/received", params={"limit": 1})).headers["x-request-id"] for _ in range(5)}
     ids.add((await api.get("/no/such/route")).headers["x-request-id"])
     assert len(ids) == 6
 
 
 async def test_listing_is_newest_first_with_ties_by_id_descending_and_pages_cover_all(
-    api: httpx.AsyncClient,
+    api: httpx2.AsyncClient,
 ) -> None:
     faxes = await all_faxes(api)
     keys = [(parse(f["received_at"]), f["id"]) for f in faxes]
@@ -92,7 +92,7 @@ async def test_listing_is_newest_first_with_ties_by_id_descending_and_pages_cove
 async def test_two_keys_are_two_accounts_and_a_key_is_reproducible(
     emulator: Emulator, admin: AdminClient, key: str
 ) -> None:
-    async with httpx.AsyncClient(base_url=emulator.base_url) as client:
+    async with httpx2.AsyncClient(base_url=emulator.base_url) as client:
         first = (await client.get("/fax/received", headers={"X-Auth-Token": key})).json()
         other = (await client.get("/fax/received", headers={"X-Auth-Token": key + "x"})).json()
         admin.reset(key)
@@ -101,7 +101,7 @@ async def test_two_keys_are_two_accounts_and_a_key_is_reproducible(
     assert first == again
 
 
-async def test_status_filter_and_total_counts_all_matches(api: httpx.AsyncClient) -> None:
+async def test_status_filter_and_total_counts_all_matches(api: httpx2.AsyncClient) -> None:
     everything = await all_faxes(api)
     for status in ("received", "processed", "archived"):
         response = await api.get("/fax/received", params={"status": status, "limit": 2})
@@ -111,7 +111,7 @@ async def test_status_filter_and_total_counts_all_matches(api: httpx.AsyncClient
         assert body["faxes"] == expected[:2]
 
 
-async def test_date_filters_are_inclusive_and_accept_z_offsets_and_fractions(api: httpx.AsyncClient) -> None:
+async def test_date_filters_are_inclusive_and_accept_z_offsets_and_fractions(api: httpx2.AsyncClient) -> None:
     everything = await all_faxes(api)
     middle = everything[30]["received_at"]
     at = parse(middle)
@@ -128,13 +128,13 @@ async def test_date_filters_are_inclusive_and_accept_z_offsets_and_fractions(api
     assert after_fraction["total"] == newer["total"] - len(same_second)
 
 
-async def test_unencoded_plus_in_an_offset_still_parses(api: httpx.AsyncClient) -> None:
+async def test_unencoded_plus_in_an_offset_still_parses(api: httpx2.AsyncClient) -> None:
     response = await api.get("/fax/received?from_date=2020-01-01T00:00:00+00:00")
     assert response.status_code == 200
     assert response.json()["total"] == 60
 
 
-async def test_from_number_filter_matches_the_sender(api: httpx.AsyncClient) -> None:
+async def test_from_number_filter_matches_the_sender(api: httpx2.AsyncClient) -> None:
     everything = await all_faxes(api)
     number = everything[5]["from_number"]
     body = (await api.get("/fax/received", params={"from_number": number})).json()
@@ -142,7 +142,7 @@ async def test_from_number_filter_matches_the_sender(api: httpx.AsyncClient) -> 
     assert body["total"] >= 1
 
 
-async def test_filters_combine(api: httpx.AsyncClient) -> None:
+async def test_filters_combine(api: httpx2.AsyncClient) -> None:
     everything = await all_faxes(api)
     to_date = everything[10]["received_at"]
     body = (await api.get("/fax/received", params={"status": "received", "to_date": to_date, "limit": 100})).json()
@@ -151,7 +151,7 @@ async def test_filters_combine(api: httpx.AsyncClient) -> None:
     assert body["total"] == len(expected)
 
 
-async def test_offset_past_the_end_is_an_empty_page(api: httpx.AsyncClient) -> None:
+async def test_offset_past_the_end_is_an_empty_page(api: httpx2.AsyncClient) -> None:
     body = (await api.get("/fax/received", params={"offset": 1000})).json()
     assert body == {"faxes": [], "total": 60, "limit": 20, "offset": 1000}
 
@@ -170,18 +170,18 @@ async def test_offset_past_the_end_is_an_empty_page(api: httpx.AsyncClient) -> N
         {"to_date": "2024-13-45T00:00:00Z"},
     ],
 )
-async def test_bad_parameters_are_400_with_json_error(api: httpx.AsyncClient, params: dict[str, Any]) -> None:
+async def test_bad_parameters_are_400_with_json_error(api: httpx2.AsyncClient, params: dict[str, Any]) -> None:
     response = await api.get("/fax/received", params=params)
     assert response.status_code == 400
     assert error_of(response)["code"] == "invalid_parameter"
 
 
-async def test_limit_100_is_allowed(api: httpx.AsyncClient) -> None:
+async def test_limit_100_is_allowed(api: httpx2.AsyncClient) -> None:
     body = (await api.get("/fax/received", params={"limit": 100})).json()
     assert body["limit"] == 100 and len(body["faxes"]) == 60
 
 
-async def test_unknown_route_and_method_are_json_errors(api: httpx.AsyncClient) -> None:
+async def test_unknown_route_and_method_are_json_errors(api: httpx2.AsyncClient) -> None:
     missing = await api.get("/fax/sent")
     assert missing.status_code == 404 and error_of(missing)["code"] == "not_found"
     wrong_method = await api.delete("/fax/received")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from emulator_helpers import error_of
 
@@ -13,12 +13,12 @@ from audian_fax_async.emulator import AdminClient
 DETAIL_EXTRA = {"duration", "baud_rate", "created_at"}
 
 
-async def first_fax(api: httpx.AsyncClient, **params: Any) -> dict[str, Any]:
+async def first_fax(api: httpx2.AsyncClient, **params: Any) -> dict[str, Any]:
     fax: dict[str, Any] = (await api.get("/fax/received", params={"limit": 1, **params})).json()["faxes"][0]
     return fax
 
 
-async def test_detail_is_the_list_item_plus_duration_baud_rate_and_created_at(api: httpx.AsyncClient) -> None:
+async def test_detail_is_the_list_item_plus_duration_baud_rate_and_created_at(api: httpx2.AsyncClient) -> None:
     listed = await first_fax(api)
     response = await api.get(f"/fax/received/{listed['id']}")
     detail = response.json()
@@ -30,7 +30,7 @@ async def test_detail_is_the_list_item_plus_duration_baud_rate_and_created_at(ap
     assert detail["created_at"].endswith("Z")
 
 
-async def test_unknown_fax_is_404_on_every_fax_route(api: httpx.AsyncClient) -> None:
+async def test_unknown_fax_is_404_on_every_fax_route(api: httpx2.AsyncClient) -> None:
     path = "/fax/received/fax_received_nope"
     responses = [
         await api.get(path),
@@ -43,7 +43,7 @@ async def test_unknown_fax_is_404_on_every_fax_route(api: httpx.AsyncClient) -> 
         assert error_of(response)["code"] == "fax_not_found"
 
 
-async def test_put_status_persists_and_sets_processed(api: httpx.AsyncClient) -> None:
+async def test_put_status_persists_and_sets_processed(api: httpx2.AsyncClient) -> None:
     fax = await first_fax(api, status="received")
     response = await api.put(f"/fax/received/{fax['id']}", json={"status": "processed"})
     assert response.status_code == 200
@@ -65,7 +65,7 @@ async def test_put_status_persists_and_sets_processed(api: httpx.AsyncClient) ->
     ],
 )
 async def test_put_with_a_bad_body_is_refused_with_json_error(
-    api: httpx.AsyncClient, content: bytes, status: int, code: str
+    api: httpx2.AsyncClient, content: bytes, status: int, code: str
 ) -> None:
     fax = await first_fax(api)
     response = await api.put(
@@ -75,7 +75,7 @@ async def test_put_with_a_bad_body_is_refused_with_json_error(
     assert error_of(response)["code"] == code
 
 
-async def test_archive_moves_the_fax_to_archived(api: httpx.AsyncClient) -> None:
+async def test_archive_moves_the_fax_to_archived(api: httpx2.AsyncClient) -> None:
     fax = await first_fax(api, status="received")
     response = await api.post(f"/fax/received/{fax['id']}/archive")
     assert response.status_code == 200
@@ -84,7 +84,7 @@ async def test_archive_moves_the_fax_to_archived(api: httpx.AsyncClient) -> None
     assert fax["id"] in {f["id"] for f in archived["faxes"]}
 
 
-async def test_webhook_is_created_with_defaults(api: httpx.AsyncClient) -> None:
+async def test_webhook_is_created_with_defaults(api: httpx2.AsyncClient) -> None:
     response = await api.post(
         "/fax/webhooks", json={"url": "https://your-domain.com/webhook/fax", "events": ["fax_received"]}
     )
@@ -107,14 +107,14 @@ async def test_webhook_is_created_with_defaults(api: httpx.AsyncClient) -> None:
         {"url": "https://x.example/hook", "events": ["fax_received"], "enabled": "yes"},
     ],
 )
-async def test_invalid_webhook_is_422(api: httpx.AsyncClient, payload: dict[str, Any]) -> None:
+async def test_invalid_webhook_is_422(api: httpx2.AsyncClient, payload: dict[str, Any]) -> None:
     response = await api.post("/fax/webhooks", json=payload)
     assert response.status_code == 422
     assert error_of(response)["code"] == "validation_error"
 
 
 async def test_routing_rules_are_created_for_email_and_webhook(
-    api: httpx.AsyncClient, admin: AdminClient, key: str
+    api: httpx2.AsyncClient, admin: AdminClient, key: str
 ) -> None:
     email = await api.post(
         "/fax/routing",
@@ -137,13 +137,13 @@ async def test_routing_rules_are_created_for_email_and_webhook(
         {"type": "email"},
     ],
 )
-async def test_invalid_routing_rule_is_422(api: httpx.AsyncClient, payload: dict[str, Any]) -> None:
+async def test_invalid_routing_rule_is_422(api: httpx2.AsyncClient, payload: dict[str, Any]) -> None:
     response = await api.post("/fax/routing", json=payload)
     assert response.status_code == 422
     assert error_of(response)["code"] == "validation_error"
 
 
-async def test_numbers_are_allocated_in_the_area_code(api: httpx.AsyncClient) -> None:
+async def test_numbers_are_allocated_in_the_area_code(api: httpx2.AsyncClient) -> None:
     response = await api.post("/fax/numbers", json={"area_code": "202", "quantity": 3})
     assert response.status_code == 201
     numbers = response.json()["numbers"]
@@ -155,7 +155,7 @@ async def test_numbers_are_allocated_in_the_area_code(api: httpx.AsyncClient) ->
 
 
 async def test_an_account_holds_at_most_100_numbers_and_the_excess_request_is_refused_whole(
-    api: httpx.AsyncClient, admin: AdminClient, key: str
+    api: httpx2.AsyncClient, admin: AdminClient, key: str
 ) -> None:
     too_many_at_once = await api.post("/fax/numbers", json={"area_code": "415", "quantity": 101})
     assert too_many_at_once.status_code == 409
@@ -172,14 +172,14 @@ async def test_an_account_holds_at_most_100_numbers_and_the_excess_request_is_re
 @pytest.mark.parametrize(
     "payload", [{"area_code": "20", "quantity": 1}, {"area_code": "202", "quantity": 0}, {"area_code": 202}]
 )
-async def test_invalid_number_request_is_422(api: httpx.AsyncClient, payload: dict[str, Any]) -> None:
+async def test_invalid_number_request_is_422(api: httpx2.AsyncClient, payload: dict[str, Any]) -> None:
     response = await api.post("/fax/numbers", json=payload)
     assert response.status_code == 422
     assert error_of(response)["code"] == "validation_error"
 
 
 async def test_mutations_are_counted_in_stats_by_route_and_status(
-    api: httpx.AsyncClient, admin: AdminClient, key: str
+    api: httpx2.AsyncClient, admin: AdminClient, key: str
 ) -> None:
     fax = await first_fax(api)
     await api.put(f"/fax/received/{fax['id']}", json={"status": "processed"})

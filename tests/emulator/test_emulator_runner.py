@@ -10,7 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 from click.testing import CliRunner
 
@@ -47,11 +47,11 @@ async def test_run_emulator_binds_a_free_loopback_port_and_stops() -> None:
     async with run_emulator(EmulatorConfig(faxes=1)) as first, run_emulator(EmulatorConfig(faxes=1)) as second:
         assert first.base_url != second.base_url
         assert first.base_url.startswith("http://127.0.0.1:") and first.base_url.endswith("/v2")
-        async with httpx.AsyncClient() as client:
+        async with httpx2.AsyncClient() as client:
             assert (await client.get(first.admin_url + "/health")).json() == {"ok": True}
             url = first.base_url
-    async with httpx.AsyncClient() as client:
-        with pytest.raises(httpx.ConnectError):
+    async with httpx2.AsyncClient() as client:
+        with pytest.raises(httpx2.ConnectError):
             await client.get(url + "/fax/received")
 
 
@@ -68,7 +68,7 @@ async def test_async_admin_client_talks_to_the_admin_api() -> None:
 
 async def test_admin_key_guards_the_admin_api_when_set() -> None:
     async with run_emulator(EmulatorConfig(faxes=1, admin_key="sesame")) as emu:
-        async with httpx.AsyncClient() as client:
+        async with httpx2.AsyncClient() as client:
             refused = await client.get(emu.admin_url + "/stats")
         assert refused.status_code == 401
         async with emu.async_admin() as admin:
@@ -80,12 +80,12 @@ def test_thread_starts_fast_serves_and_stops_cleanly() -> None:
     thread = EmulatorThread(EmulatorConfig(faxes=10))
     emu = thread.start()
     assert time.perf_counter() - started < 2  # well under a second on a quiet machine
-    response = httpx.get(emu.base_url + "/fax/received", headers={"X-Auth-Token": "k"})
+    response = httpx2.get(emu.base_url + "/fax/received", headers={"X-Auth-Token": "k"})
     assert response.json()["total"] == 10
     thread.stop()
     thread.stop()  # idempotent
-    with pytest.raises(httpx.ConnectError):
-        httpx.get(emu.base_url + "/fax/received", headers={"X-Auth-Token": "k"})
+    with pytest.raises(httpx2.ConnectError):
+        httpx2.get(emu.base_url + "/fax/received", headers={"X-Auth-Token": "k"})
 
 
 def test_thread_reports_a_port_already_taken() -> None:
@@ -132,7 +132,7 @@ def test_python_dash_m_serves_and_answers() -> None:
         assert process.stdout is not None
         banner = process.stdout.readline()
         base_url = banner.split("API ")[1].split()[0]
-        response = httpx.get(base_url + "/fax/received", headers={"Authorization": "Bearer k"}, timeout=10)
+        response = httpx2.get(base_url + "/fax/received", headers={"Authorization": "Bearer k"}, timeout=10)
         assert response.json()["total"] == 3
     finally:
         process.terminate()

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import anyio
-import httpx
+import httpx2
 import pytest
 from defusedxml.ElementTree import fromstring
 from emulator_helpers import Receiver, free_port_url, serve_receiver
@@ -20,7 +20,7 @@ PAYLOAD_FIELDS = [
 ]  # fmt: skip
 
 
-async def subscribe(api: httpx.AsyncClient, url: str, events: list[str], fmt: str = "json", **extra: Any) -> str:
+async def subscribe(api: httpx2.AsyncClient, url: str, events: list[str], fmt: str = "json", **extra: Any) -> str:
     response = await api.post("/fax/webhooks", json={"url": url, "events": events, "format": fmt, **extra})
     assert response.status_code == 201, response.text
     webhook_id: str = response.json()["id"]
@@ -39,7 +39,7 @@ async def settled(admin: AdminClient, key: str, attempts: int) -> list[dict[str,
 
 
 async def test_arrival_is_delivered_as_json_and_redelivered_after_failures(
-    api: httpx.AsyncClient, admin: AdminClient, key: str
+    api: httpx2.AsyncClient, admin: AdminClient, key: str
 ) -> None:
     async with serve_receiver(Receiver(fail_first=2)) as receiver:
         await subscribe(api, receiver.url, ["fax_received"])
@@ -67,7 +67,7 @@ async def test_arrival_is_delivered_as_json_and_redelivered_after_failures(
 
 
 async def test_processed_status_is_delivered_as_xml_with_status(
-    api: httpx.AsyncClient, admin: AdminClient, key: str
+    api: httpx2.AsyncClient, admin: AdminClient, key: str
 ) -> None:
     async with serve_receiver(Receiver(fail_first=1)) as receiver:
         await subscribe(api, receiver.url, ["fax_processed"], fmt="xml")
@@ -88,7 +88,7 @@ async def test_processed_status_is_delivered_as_xml_with_status(
     assert fields["id"] == fax["id"] and fields["file_size"] == str(fax["file_size"])
 
 
-async def test_delivery_gives_up_after_five_attempts(api: httpx.AsyncClient, admin: AdminClient, key: str) -> None:
+async def test_delivery_gives_up_after_five_attempts(api: httpx2.AsyncClient, admin: AdminClient, key: str) -> None:
     async with serve_receiver(Receiver(always_fail=True)) as receiver:
         await subscribe(api, receiver.url, ["fax_received"])
         admin.arrive(key)
@@ -99,7 +99,7 @@ async def test_delivery_gives_up_after_five_attempts(api: httpx.AsyncClient, adm
     assert len(receiver.requests) == 5
 
 
-async def test_connection_errors_are_recorded_and_retried(api: httpx.AsyncClient, admin: AdminClient, key: str) -> None:
+async def test_connection_errors_are_recorded_and_retried(api: httpx2.AsyncClient, admin: AdminClient, key: str) -> None:
     await subscribe(api, free_port_url(), ["fax_received"])
     admin.arrive(key)
     deliveries = await settled(admin, key, 5)
@@ -107,7 +107,7 @@ async def test_connection_errors_are_recorded_and_retried(api: httpx.AsyncClient
 
 
 async def test_only_enabled_subscribers_of_the_event_are_called(
-    api: httpx.AsyncClient, admin: AdminClient, key: str
+    api: httpx2.AsyncClient, admin: AdminClient, key: str
 ) -> None:
     async with serve_receiver(Receiver()) as receiver:
         await subscribe(api, receiver.url + "?disabled", ["fax_received"], enabled=False)
@@ -119,7 +119,7 @@ async def test_only_enabled_subscribers_of_the_event_are_called(
 
 
 async def test_email_routing_records_messages_and_webhook_routing_posts(
-    api: httpx.AsyncClient, admin: AdminClient, key: str
+    api: httpx2.AsyncClient, admin: AdminClient, key: str
 ) -> None:
     async with serve_receiver(Receiver()) as receiver:
         await api.post("/fax/routing", json={"type": "email", "destination": "a@company.com", "attach_document": True})
@@ -142,18 +142,18 @@ async def test_email_routing_records_messages_and_webhook_routing_posts(
 
 
 async def test_arrivals_with_explicit_fields_are_listed_first(
-    api: httpx.AsyncClient, admin: AdminClient, key: str
+    api: httpx2.AsyncClient, admin: AdminClient, key: str
 ) -> None:
     fax = admin.arrive(key, id="fax_received_custom", from_name="ACME Billing", pages=4, size=400_000)
     listed = (await api.get("/fax/received", params={"limit": 1})).json()
     assert listed["total"] == 61
     assert listed["faxes"][0]["id"] == "fax_received_custom"
     assert (fax["from_name"], fax["pages"], fax["file_size"]) == ("ACME Billing", 4, 400_000)
-    with pytest.raises(httpx.HTTPStatusError, match="already exists"):
+    with pytest.raises(httpx2.HTTPStatusError, match="already exists"):
         admin.arrive(key, id="fax_received_custom")
 
 
-async def test_inject_adds_faxes_silently(api: httpx.AsyncClient, admin: AdminClient, key: str) -> None:
+async def test_inject_adds_faxes_silently(api: httpx2.AsyncClient, admin: AdminClient, key: str) -> None:
     async with serve_receiver(Receiver()) as receiver:
         await subscribe(api, receiver.url, ["fax_received"])
         injected = admin.inject(key, count=5, status="processed", received_at="2020-01-01T00:00:00Z")
@@ -166,7 +166,7 @@ async def test_inject_adds_faxes_silently(api: httpx.AsyncClient, admin: AdminCl
 
 
 async def test_a_stream_of_arrivals_runs_at_a_rate_and_stops(
-    api: httpx.AsyncClient, admin: AdminClient, key: str
+    api: httpx2.AsyncClient, admin: AdminClient, key: str
 ) -> None:
     admin.start_arrivals(key, rate=200, count=3)
     with anyio.fail_after(5):
@@ -180,7 +180,7 @@ async def test_a_stream_of_arrivals_runs_at_a_rate_and_stops(
 
 
 async def test_reset_cancels_pending_redeliveries(
-    api: httpx.AsyncClient, admin: AdminClient, key: str, emulator: Emulator
+    api: httpx2.AsyncClient, admin: AdminClient, key: str, emulator: Emulator
 ) -> None:
     async with serve_receiver(Receiver(always_fail=True)) as receiver:
         await subscribe(api, receiver.url, ["fax_received"])

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
+import httpx2
 import pytest
 from redis_server import RedisServer
 
@@ -126,7 +126,7 @@ def test_five_processes_share_ten_slots_and_every_document_arrives_intact(
     async def global_view() -> tuple[int, int]:
         limiter = RedisLimiter.from_url(redis_server.url)
         try:
-            stats = await limiter.global_statistics(account_id(key, httpx.URL(redis_emulator.base_url)))
+            stats = await limiter.global_statistics(account_id(key, httpx2.URL(redis_emulator.base_url)))
         finally:
             await limiter.aclose()
         return stats.highest_in_use, stats.in_use
@@ -140,7 +140,7 @@ def test_a_killed_worker_s_slots_return_within_lease_plus_one_renewal_and_the_ru
 ) -> None:
     lease, renew = 1.0, 0.25
     key = new_account(redis_admin)
-    account = account_id(key, httpx.URL(redis_emulator.base_url))
+    account = account_id(key, httpx2.URL(redis_emulator.base_url))
     workers = [
         start_worker(redis_server.url, redis_emulator, key, tmp_path, i, lease=lease, renew=renew)
         for i in range(WORKERS)
@@ -187,7 +187,7 @@ def test_a_redis_restart_mid_run_never_over_admits_and_fails_only_with_a_clear_e
 ) -> None:
     # Downloads of about 0.8 s, renewed every 0.1 s: Redis comes back while many are in flight.
     key = new_account(redis_admin, bandwidth=50_000)
-    account = account_id(key, httpx.URL(redis_emulator.base_url))
+    account = account_id(key, httpx2.URL(redis_emulator.base_url))
     workers = [
         start_worker(own_redis_server.url, redis_emulator, key, tmp_path, i, lease=1.0, renew=0.1)
         for i in range(WORKERS)

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-import httpx
+import httpx2
 
 from audian_fax_async import FaxClient, RetryPolicy
 from audian_fax_async.webhooks import ConfirmedEvent, WebhookEvent
@@ -55,14 +55,14 @@ class FakeFaxAPI:
         self.lookups: list[str] = []
         self.fail_status: int | None = None
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
+    def __call__(self, request: httpx2.Request) -> httpx2.Response:
         fax_id = request.url.path.rsplit("/", 1)[-1]
         self.lookups.append(fax_id)
         if self.fail_status is not None:
-            return httpx.Response(self.fail_status, json={"error": "unavailable"})
+            return httpx2.Response(self.fail_status, json={"error": "unavailable"})
         if request.method == "GET" and fax_id in self.faxes:
-            return httpx.Response(200, json=self.faxes[fax_id])
-        return httpx.Response(404, json={"error": {"code": "not_found", "message": "no such fax"}})
+            return httpx2.Response(200, json=self.faxes[fax_id])
+        return httpx2.Response(404, json={"error": {"code": "not_found", "message": "no such fax"}})
 
     def client(self) -> FaxClient:
         async def no_sleep(_: float) -> None:
@@ -71,7 +71,7 @@ class FakeFaxAPI:
         return FaxClient(
             "sk_test_key_0123456789",
             base_url="http://api.test/v2",
-            transport=httpx.MockTransport(self),
+            transport=httpx2.MockTransport(self),
             retry_policy=RetryPolicy(sleep=no_sleep, max_retries=0),
         )
 

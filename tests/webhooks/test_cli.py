@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import anyio
-import httpx
+import httpx2
 from click.testing import CliRunner
 
 from audian_fax_async.webhooks import WebhookReceiver
@@ -26,7 +26,7 @@ def lines(out: io.StringIO) -> list[dict[str, object]]:
 
 async def test_prints_each_event_once_as_one_json_line() -> None:
     out = io.StringIO()
-    async with serve(build_listener(out=out)) as url, httpx.AsyncClient(base_url=url) as http:
+    async with serve(build_listener(out=out)) as url, httpx2.AsyncClient(base_url=url) as http:
         for attempt in (1, 2):
             await http.post("/", content=json_body(), headers=delivery_headers(attempt=attempt))
         await http.post("/", content=xml_body(id="fax_2"), headers=delivery_headers("application/xml", event_id="e2"))
@@ -41,7 +41,7 @@ async def test_confirmed_lines_carry_the_apis_record_and_forged_events_print_not
     api = FakeFaxAPI([fax_record(duration=99)])
     async with api.client() as client:
         receiver = build_listener(out=out, confirm_with=client)
-        async with serve(receiver) as url, httpx.AsyncClient(base_url=url) as http:
+        async with serve(receiver) as url, httpx2.AsyncClient(base_url=url) as http:
             forged = await http.post("/", content=json_body(id="fax_forged"), headers=delivery_headers(event_id="f"))
             genuine = await http.post("/", content=json_body(), headers=delivery_headers())
     assert (forged.status_code, genuine.status_code) == (403, 200)
@@ -56,10 +56,10 @@ async def test_forwards_new_events_and_a_failed_forward_is_retried_not_printed()
     downstream = Recorder(fail_times=1)
     async with (
         serve(WebhookReceiver(downstream)) as downstream_url,
-        httpx.AsyncClient() as forward_client,
+        httpx2.AsyncClient() as forward_client,
     ):
         listener = build_listener(out=out, forward_to=downstream_url + "/", forward_client=forward_client)
-        async with serve(listener) as url, httpx.AsyncClient(base_url=url) as http:
+        async with serve(listener) as url, httpx2.AsyncClient(base_url=url) as http:
             first = await http.post("/", content=xml_body(), headers=delivery_headers("application/xml", attempt=1))
             assert out.getvalue() == ""  # the forward failed: nothing printed, the sender must retry
             second = await http.post("/", content=xml_body(), headers=delivery_headers("application/xml", attempt=2))
@@ -95,7 +95,7 @@ async def test_the_real_command_serves_on_loopback_and_prints_json_lines() -> No
                 banner += await process.stderr.receive()
             match = re.search(rb"listening on (http://127\.0\.0\.1:\d+/)", banner)
             assert match, banner
-            async with httpx.AsyncClient(base_url=match.group(1).decode()) as http:
+            async with httpx2.AsyncClient(base_url=match.group(1).decode()) as http:
                 for attempt in (1, 2):
                     response = await http.post("/", content=json_body(), headers=delivery_headers(attempt=attempt))
                     assert response.status_code == 200

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
-import httpx
+import httpx2
 import pytest
 
 from audian_fax_async import FaxClient
@@ -110,7 +110,7 @@ async def test_emulator_xml_delivery_confirmed_by_fetch_reaches_the_handler_with
 ) -> None:
     handler = SucceedsAfterFailing(fail_times=0)
     receiver = WebhookReceiver(handler, confirm_with=fax_client)
-    async with serve(receiver) as url, httpx.AsyncClient(base_url=url) as http:
+    async with serve(receiver) as url, httpx2.AsyncClient(base_url=url) as http:
         await fax_client.webhooks.create(url=url + "/", events=["fax_received"], format="xml")
         fax = await admin.arrive(audian_api_key)
         with anyio.fail_after(5):

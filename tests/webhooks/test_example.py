@@ -8,7 +8,7 @@ from pathlib import Path
 from types import ModuleType
 
 import anyio
-import httpx
+import httpx2
 
 from audian_fax_async import FaxClient, FaxStatus
 from audian_fax_async.emulator import Emulator
@@ -34,7 +34,7 @@ async def test_example_downloads_each_arriving_fax_and_marks_it_processed(
     async with (
         serve(app, lifespan="on") as url,
         audian_emulator.async_admin() as admin,
-        httpx.AsyncClient(base_url=url) as http,
+        httpx2.AsyncClient(base_url=url) as http,
     ):
         await fax_client.webhooks.create(url=url + "/webhooks/fax", events=["fax_received"], format="xml")
         fax_ids = [(await admin.arrive(audian_api_key))["id"] for _ in range(3)]

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
-import httpx
+import httpx2
 import pytest
 from fastapi import FastAPI
 from starlette.applications import Starlette
@@ -28,8 +28,8 @@ async def test_100_concurrent_deliveries_of_one_event_call_the_handler_once() ->
     gate = handler.gate = anyio.Event()
     receiver = WebhookReceiver(handler)
     statuses: list[int] = []
-    limits = httpx.Limits(max_connections=100)
-    async with serve(receiver) as url, httpx.AsyncClient(base_url=url, limits=limits, timeout=10) as http:
+    limits = httpx2.Limits(max_connections=100)
+    async with serve(receiver) as url, httpx2.AsyncClient(base_url=url, limits=limits, timeout=10) as http:
 
         async def deliver(attempt: int) -> None:
             response = await http.post("/", content=json_body(), headers=delivery_headers(attempt=attempt))
@@ -49,7 +49,7 @@ async def test_100_concurrent_deliveries_of_one_event_call_the_handler_once() ->
 
 async def test_handler_failure_over_http_is_500_then_the_redelivery_is_handled() -> None:
     handler = Recorder(fail_times=1)
-    async with serve(WebhookReceiver(handler)) as url, httpx.AsyncClient(base_url=url) as http:
+    async with serve(WebhookReceiver(handler)) as url, httpx2.AsyncClient(base_url=url) as http:
         first = await http.post("/", content=json_body(), headers=delivery_headers(attempt=1))
         second = await http.post("/", content=json_body(), headers=delivery_headers(attempt=2))
     assert (first.status_code, second.status_code) == (500, 200)
@@ -117,7 +117,7 @@ async def test_streamed_10_mib_body_is_refused_without_being_buffered() -> None:
 @pytest.mark.parametrize("body", [BILLION_LAUGHS, XXE_FILE], ids=["billion_laughs", "xxe"])
 async def test_xml_attacks_over_http_are_refused_in_well_under_a_second(body: bytes) -> None:
     handler = Recorder()
-    async with serve(WebhookReceiver(handler)) as url, httpx.AsyncClient(base_url=url) as http:
+    async with serve(WebhookReceiver(handler)) as url, httpx2.AsyncClient(base_url=url) as http:
         started = time.perf_counter()
         response = await http.post("/", content=body, headers={"Content-Type": "application/xml"})
         elapsed = time.perf_counter() - started
@@ -131,7 +131,7 @@ async def test_mounts_in_starlette_and_routes_as_an_asgi_endpoint() -> None:
     handler = Recorder()
     receiver = WebhookReceiver(handler)
     app = Starlette(routes=[Mount("/webhooks/fax", app=receiver), Route("/hook", receiver, methods=["POST"])])
-    async with serve(app) as url, httpx.AsyncClient(base_url=url) as http:
+    async with serve(app) as url, httpx2.AsyncClient(base_url=url) as http:
         # A Mount matches below its path: Starlette redirects the bare path to "/webhooks/fax/" (307).
         mounted = await http.post("/webhooks/fax/", content=json_body(), headers=delivery_headers(event_id="e1"))
         xml_headers = delivery_headers("application/xml", event_id="e2")
@@ -158,7 +158,7 @@ async def test_fastapi_app_runs_a_background_receiver_in_its_lifespan() -> None:
 
     app = FastAPI(lifespan=lifespan)
     app.mount("/webhooks/fax", receiver)
-    async with serve(app, lifespan="on") as url, httpx.AsyncClient(base_url=url) as http:
+    async with serve(app, lifespan="on") as url, httpx2.AsyncClient(base_url=url) as http:
         response = await http.post("/webhooks/fax/", content=json_body(), headers=delivery_headers())
         with anyio.fail_after(5):
             await done.wait()
@@ -168,6 +168,6 @@ async def test_fastapi_app_runs_a_background_receiver_in_its_lifespan() -> None:
 
 
 async def test_get_is_405_over_http() -> None:
-    async with serve(WebhookReceiver(Recorder())) as url, httpx.AsyncClient(base_url=url) as http:
+    async with serve(WebhookReceiver(Recorder())) as url, httpx2.AsyncClient(base_url=url) as http:
         response = await http.get("/")
     assert (response.status_code, response.headers["allow"]) == (405, "POST")
