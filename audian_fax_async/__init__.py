@@ -16,9 +16,11 @@
 import logging as _logging
 import typing as _typing
 
+from ._bulk import AfterAction, BulkDownload, BulkProgress
 from ._client import FaxClient
 from ._config import DEFAULT_BASE_URL
 from ._converter import format_datetime, parse_datetime
+from ._download import DocumentStream
 from ._exceptions import (
     APIConnectionError,
     APIStatusError,
@@ -43,6 +45,7 @@ from ._exceptions import (
     WebhookError,
 )
 from ._limiter import DownloadLimiter, LimiterStatistics, LocalLimiter
+from ._manifest import Manifest, ManifestEntry
 from ._models import (
     DownloadOutcome,
     DownloadResult,
@@ -73,14 +76,18 @@ __all__ = [
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",
+    "AfterAction",
     "AiohttpTransport",
     "AudianError",
     "AuthenticationError",
     "BadRequestError",
+    "BulkDownload",
+    "BulkProgress",
     "ClientClosedError",
     "ConfigurationError",
     "ConflictError",
     "DestinationError",
+    "DocumentStream",
     "DownloadError",
     "DownloadLimiter",
     "DownloadOutcome",
@@ -95,6 +102,8 @@ __all__ = [
     "LimiterError",
     "LimiterStatistics",
     "LocalLimiter",
+    "Manifest",
+    "ManifestEntry",
     "NotFoundError",
     "OutcomeKind",
     "PermissionDeniedError",

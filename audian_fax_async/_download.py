@@ -1,13 +1,15 @@
 """Streaming one fax document: to a file (atomically) or to the caller, resuming where it broke.
 
 Pure pieces (what to ask for, what a response promises, whether a body is complete) sit apart from
-the two loops that use them: :func:`download_file` writes chunks straight into a temporary file
-beside the destination, checks the byte count and the PDF signature, then fsyncs and renames it into
-place; :class:`DocumentStream` hands the chunks to the caller (for object storage) instead.
+the two loops that use them: :func:`download_file` writes chunks into a temporary file beside the
+destination, checks the byte count and the PDF signature, then fsyncs and renames it into place;
+:class:`DocumentStream` hands the chunks to the caller (for object storage) instead.
 
-A dropped connection resumes with ``Range`` and ``If-Range`` (the ETag of the first answer) when the
-server offers ranges, and only where the ``206`` really starts at the byte asked for; otherwise the
-file restarts from zero. No partial file ever stands at the destination path.
+A dropped connection resumes with ``Range`` and ``If-Range`` only when the first answer carried a
+validator (a strong ``ETag``, else ``Last-Modified``), and only where the ``206`` carries the same
+validator and starts at the byte asked for; otherwise the document restarts from byte 0, so two
+versions of a document are never spliced. No partial file ever stands at the destination path.
+Every attempt, of a file download or a stream, goes through the one retry engine (``_retry``).
 """
 
 from __future__ import annotations
@@ -17,49 +19,41 @@ import errno
 import hashlib
 import os
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from typing import IO, TYPE_CHECKING, TypeVar
 
 import anyio
 import httpx2
 from attrs import define, frozen
 
-from ._client import close_response
-from ._durable import CommitSync, fsync_dir
-from ._exceptions import (
-    APIStatusError,
-    AudianError,
-    DestinationError,
-    IncompleteDownloadError,
-)
-from ._hashing import StreamHasher
-from ._limiter import Hold
+from ._exceptions import DestinationError, IncompleteDownloadError
 from ._models import DownloadResult, ReceivedFax
-from ._pacing import pacer
 from ._paths import partial_name
-from ._retry import backoff_delay, call_with_retries, retry_after_of, should_retry
-from ._threads import run_blocking
+from ._retry import call_with_retries, log_failure, retrying
 from .resources._base import fax_path
 
 if TYPE_CHECKING:
     from ._client import FaxClient
 
 __all__ = [
+    "DEFAULT_MAX_DOCUMENT_BYTES",
     "BodyPlan",
     "DocumentStream",
     "FileDownload",
     "check_complete",
     "download_file",
+    "fsync_dir",
     "plan_body",
     "range_headers",
 ]
 
 T = TypeVar("T")
-_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
+_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d{1,19})-(\d{1,19})/(\d{1,19}|\*)\s*$", re.IGNORECASE)
 _PDF_MAGIC = b"%PDF-"
 #: Without any promised length, a body larger than this is refused (a lying server cannot fill the disk).
 DEFAULT_MAX_DOCUMENT_BYTES = 4 * 1024**3
+_ACCEPT = "application/pdf, application/octet-stream;q=0.9, */*;q=0.1"
 
 
 class _Restart(Exception):
@@ -68,44 +62,59 @@ class _Restart(Exception):
 
 @frozen
 class BodyPlan:
-    """What one download response promises: where its body starts and the document's full length."""
+    """What one download response promises: where its body starts, the document's full length,
+    and the validator a later ``Range`` request may resume against (None: no resuming)."""
 
     start: int
     total: int | None
-    etag: str | None
-    accepts_ranges: bool
+    validator: str | None
 
 
-def range_headers(offset: int, etag: str | None) -> dict[str, str]:
-    """Headers of a download request continuing at ``offset``."""
-    headers = {"Accept": "application/pdf, application/octet-stream;q=0.9, */*;q=0.1", "Accept-Encoding": "identity"}
-    if offset > 0:
+def range_headers(offset: int, validator: str | None) -> dict[str, str]:
+    """Headers of a download request continuing at ``offset`` (from 0 without a validator)."""
+    headers = {"Accept": _ACCEPT, "Accept-Encoding": "identity"}
+    if offset > 0 and validator:
         headers["Range"] = f"bytes={offset}-"
-        if etag:
-            headers["If-Range"] = etag
+        headers["If-Range"] = validator
     return headers
 
 
-def plan_body(status: int, headers: httpx2.Headers, *, offset: int) -> BodyPlan:
-    """Read a download response's status and headers; raise :class:`_Restart` if it cannot continue."""
+def validator_of(headers: httpx2.Headers) -> str | None:
+    """A strong ``ETag``, else ``Last-Modified``: what a resumed range must match (RFC 9110 §13.1.5)."""
     etag = headers.get("ETag")
-    if etag is not None and etag.startswith("W/"):
-        etag = None  # a weak ETag cannot validate byte ranges
+    if etag and not etag.startswith("W/"):
+        return etag
+    return headers.get("Last-Modified") or None
+
+
+def plan_body(status: int, headers: httpx2.Headers, *, offset: int, validator: str | None = None) -> BodyPlan:
+    """Read a download response's status and headers; raise :class:`_Restart` if it cannot continue.
+
+    ``offset`` and ``validator`` are what the request asked to resume from (``offset`` 0: the whole
+    document). A ``200`` is the whole document; a ``206`` must start at ``offset``, fit its total,
+    and carry ``validator`` (the same ETag, or the same Last-Modified).
+    """
     accepts = headers.get("Accept-Ranges", "").strip().lower() == "bytes"
     length = _content_length(headers)
     if status == 206:
+        if offset == 0 or validator is None:
+            raise _Restart("206 to a request that asked for the whole document")
         match = _CONTENT_RANGE.match(headers.get("Content-Range", ""))
         if match is None:
             raise _Restart("206 without a usable Content-Range")
         start, end = int(match.group(1)), int(match.group(2))
         total = None if match.group(3) == "*" else int(match.group(3))
-        if start != offset or end < start or (total is not None and end >= total):
-            raise _Restart(f"206 starts at byte {start}, not at {offset}")
+        if end < start:
+            raise _Restart(f"206 range {start}-{end} ends before it starts")
+        if start != offset or (total is not None and end >= total):
+            raise _Restart(f"206 range {start}-{end} does not continue at byte {offset}")
         if length is not None and length != end - start + 1:
             raise _Restart("206 Content-Length does not match its Content-Range")
-        return BodyPlan(start=start, total=total, etag=etag, accepts_ranges=True)
+        if validator_of(headers) != validator:
+            raise _Restart("206 for a different version of the document (its validator changed)")
+        return BodyPlan(start=start, total=total, validator=validator)
     if status == 200:
-        return BodyPlan(start=0, total=length, etag=etag, accepts_ranges=accepts)
+        return BodyPlan(start=0, total=length, validator=validator_of(headers) if accepts else None)
     raise _Restart(f"unexpected status {status} for a document")
 
 
@@ -113,11 +122,10 @@ def _content_length(headers: httpx2.Headers) -> int | None:
     raw = headers.get("Content-Length")
     if raw is None or "chunked" in headers.get("Transfer-Encoding", "").lower():
         return None
-    try:
-        value = int(raw)
-    except ValueError:
+    raw = raw.strip()
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 19:
         return None
-    return value if value >= 0 else None
+    return int(raw)
 
 
 def check_complete(
@@ -166,14 +174,18 @@ class _Progress:
     """What has been written so far (the state carried from one attempt to the next)."""
 
     offset: int = 0
-    etag: str | None = None
+    validator: str | None = None
     total: int | None = None
     head: bytes = b""
     tail: bytes = b""
     resumed: bool = False
 
     def reset(self) -> None:
-        self.offset, self.head, self.tail, self.total = 0, b"", b"", None
+        self.offset, self.head, self.tail, self.total, self.validator = 0, b"", b"", None, None
+
+    def can_resume(self) -> bool:
+        """Whether another attempt can continue (nothing held yet, or a validator to resume against)."""
+        return self.offset == 0 or self.validator is not None
 
     def take(self, chunk: bytes) -> None:
         if len(self.head) < 8:
@@ -182,42 +194,37 @@ class _Progress:
         self.offset += len(chunk)
 
 
-class _DestinationExists(Exception):
-    """The destination file exists and may not be replaced."""
-
-
 class _FileSink:
     """A temporary file beside the destination, hashed as it is written.
 
-    Opening and writing happen on the event loop (microseconds each on a local disk); the one slow
-    step, fsync and the atomic rename, takes one trip to a worker thread at commit. Worker-thread
-    trips cost ~0.2 ms each here and contend with the loop's socket I/O for the GIL: going from six
-    trips per file to one made bulk downloads about 1.5x faster (benchmarks/README.md).
+    Creating it and committing it each take one trip to a worker thread; chunks are written on the
+    loop (into the page cache) as they arrive. The commit fsyncs the file, moves it into place
+    without replacing another file (unless asked to), fsyncs the folder, then runs ``then``, all in
+    that one trip and without cancellation: a record of the file (the bulk manifest) is written
+    right after the file stands.
     """
+
+    __slots__ = ("_file", "_hasher", "final", "temp")
 
     def __init__(self, final: Path) -> None:
         self.final = final
         self.temp = partial_name(final)
         self._file: IO[bytes] | None = None
-        self._hasher = StreamHasher()  # big chunks hashed beside the loop (_hashing.py)
+        self._hasher = hashlib.sha256()
 
-    def open(self, *, overwrite: bool) -> None:
-        # Inline on purpose: creating a file is a metadata call of microseconds on a local disk,
-        # while a trip to a worker thread costs ~0.2 ms and contends for the GIL with the loop's
-        # own I/O (benchmarks/README.md). The slow part, fsync, runs in a thread at commit.
+    async def open(self, *, overwrite: bool) -> None:
         try:
-            self._file = self._open(overwrite)
-        except _DestinationExists:
+            self._file = await anyio.to_thread.run_sync(self._open, overwrite)
+        except FileExistsError:
             raise DestinationError(f"{self.final} already exists (pass overwrite=True to replace it)") from None
         except OSError as exc:
             raise _destination_error(exc, self.final) from exc
 
     def _open(self, overwrite: bool) -> IO[bytes]:
-        # The check and the open share one trip to a worker thread (each trip costs the loop).
-        if not overwrite and self.final.exists():
-            raise _DestinationExists
-        fd = os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o644)
-        return os.fdopen(fd, "wb")
+        if not overwrite and os.path.lexists(self.final):
+            raise FileExistsError(self.final)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        return os.fdopen(os.open(self.temp, flags, 0o644), "wb")
 
     def write(self, chunk: bytes) -> None:
         assert self._file is not None
@@ -231,47 +238,27 @@ class _FileSink:
         assert self._file is not None
         self._file.seek(0)
         self._file.truncate()
-        self._hasher.reset()
+        self._hasher = hashlib.sha256()
 
-    async def commit(self, *, overwrite: bool, then: Callable[[str], T], sync: CommitSync | None = None) -> T:
-        """fsync, hash, then move into place atomically (refusing to replace a file unless ``overwrite``).
-
-        ``then`` gets the sha256 of the file's bytes once it stands; its result is returned. Without
-        kernel AIO (``sync`` missing or without it) the whole commit, ``then`` included, is one trip
-        to a worker thread. With it, the fsyncs go to the kernel and the rest runs here, so ``then``
-        must not block; ``sync.after_commit()`` then fsyncs what ``then`` wrote (_durable.py).
-        """
+    async def commit(self, *, overwrite: bool, then: Callable[[str], T]) -> T:
+        """fsync, move into place atomically, fsync the folder, then ``then(sha256)``; its result."""
         try:
-            if sync is not None and sync.aio:
-                return await self._commit_aio(overwrite, then, sync)
-            return await run_blocking(self._commit, overwrite, then, sync.sync_dir_blocking if sync else fsync_dir)
+            with anyio.CancelScope(shield=True):
+                result = await anyio.to_thread.run_sync(self._commit, overwrite, then)
         except FileExistsError:
             raise DestinationError(f"{self.final} already exists (pass overwrite=True to replace it)") from None
         except OSError as exc:
             raise _destination_error(exc, self.final) from exc
+        return result
 
-    def _commit(self, overwrite: bool, then: Callable[[str], T], sync_dir: Callable[[Path], None]) -> T:
+    def _commit(self, overwrite: bool, then: Callable[[str], T]) -> T:
         assert self._file is not None
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
-        sha256 = self._hasher.hexdigest()
         self._place(overwrite)
-        sync_dir(self.final.parent)
-        return then(sha256)
-
-    async def _commit_aio(self, overwrite: bool, then: Callable[[str], T], sync: CommitSync) -> T:
-        file = self._file
-        assert file is not None
-        file.flush()
-        await sync.fsync(file.fileno())
-        file.close()
-        sha256 = await self._hasher.adigest()  # big chunks may still be in the hashing thread
-        self._place(overwrite)  # a rename: metadata, microseconds (like opening the file)
-        await sync.sync_dir(self.final.parent)
-        result = then(sha256)
-        await sync.after_commit()
-        return result
+        fsync_dir(self.final.parent)
+        return then(self._hasher.hexdigest())
 
     def _place(self, overwrite: bool) -> None:
         """Move the fsynced temporary file to its name (never over another file unless ``overwrite``)."""
@@ -283,7 +270,7 @@ class _FileSink:
         except FileExistsError:
             raise
         except OSError:  # no hard links on this file system
-            if self.final.exists():
+            if os.path.lexists(self.final):
                 raise FileExistsError(self.final) from None
             os.replace(self.temp, self.final)
         else:
@@ -292,13 +279,29 @@ class _FileSink:
     async def discard(self) -> None:
         """Close and remove the temporary file (also while being cancelled)."""
         with anyio.CancelScope(shield=True):
-            await run_blocking(self.discard_now)
+            await anyio.to_thread.run_sync(self.discard_now)
 
     def discard_now(self) -> None:
         if self._file is not None and not self._file.closed:
-            self._file.close()
+            with contextlib.suppress(OSError):
+                self._file.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.temp)
+
+
+def fsync_dir(folder: Path) -> None:
+    """fsync a folder, so that a rename in it survives a power loss (where the OS allows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return  # a platform that cannot open folders
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise  # a failed write-back (EIO): the rename may not be durable
+    finally:
+        os.close(fd)
 
 
 def _destination_error(exc: OSError, path: Path) -> DestinationError:
@@ -309,64 +312,54 @@ def _destination_error(exc: OSError, path: Path) -> DestinationError:
         errno.EACCES: "permission denied",
         errno.EPERM: "permission denied",
         errno.ENOENT: "folder does not exist",
+        errno.ELOOP: "a symbolic link is in the way",
+        errno.EIO: "I/O error while writing",
     }.get(exc.errno or 0, exc.strerror or str(exc))
     return DestinationError(f"cannot write {path}: {reason}")
 
 
-async def _open_document(client: FaxClient, fax_id: str, state: _Progress) -> tuple[httpx2.Response, BodyPlan]:
-    request = client.build_request("GET", fax_path(fax_id, "download"), headers=range_headers(state.offset, state.etag))
-    response = await client.send(request, stream=True)
-    try:
-        plan = plan_body(response.status_code, response.headers, offset=state.offset)
-    except BaseException:
-        with anyio.CancelScope(shield=True):
-            await close_response(response)
-        raise
-    return response, plan
+class _Attempt:
+    """One request for the document, from where ``state`` stands: open it, then read its chunks."""
 
+    def __init__(self, client: FaxClient, fax_id: str, state: _Progress) -> None:
+        self.client, self.fax_id, self.state = client, fax_id, state
 
-def _raw_chunks(response: httpx2.Response) -> AsyncIterator[bytes]:
-    """The body as it arrives; a body that was already read (mock transports read theirs) in one piece."""
-    if response.is_stream_consumed and hasattr(response, "_content"):
+    async def open(self) -> tuple[httpx2.Response, BodyPlan]:
+        state = self.state
+        headers = range_headers(state.offset, state.validator)
+        request = self.client.build_request("GET", fax_path(self.fax_id, "download"), headers=headers)
+        response = await self.client.send(request, stream=True)
+        try:
+            plan = plan_body(
+                response.status_code,
+                response.headers,
+                offset=state.offset if "Range" in headers else 0,
+                validator=state.validator,
+            )
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
+            raise
+        return response, plan
 
-        async def whole() -> AsyncIterator[bytes]:
-            yield response.content
-
-        return whole()
-    stream = response.stream
-    if isinstance(stream, httpx2.AsyncByteStream) and not response.is_stream_consumed and not response.is_closed:
-        # The transport's own chunks, without aiter_raw's generator and re-chunking around them (one
-        # layer less per chunk); the caller closes the response as before.
-        response.is_stream_consumed = True
-        return stream.__aiter__()
-    return response.aiter_raw()
-
-
-async def _read_body(
-    client: FaxClient,
-    response: httpx2.Response,
-    state: _Progress,
-    limit: int,
-    fax_id: str,
-    write: Callable[[bytes], None],
-) -> None:
-    try:
-        async for chunk in _raw_chunks(response):
-            if state.offset + len(chunk) > limit:
-                raise IncompleteDownloadError(
-                    f"fax {fax_id}: the server sent more than the {limit} bytes it promised",
-                    fax_id=fax_id,
-                    expected=limit,
-                    received=state.offset + len(chunk),
-                )
-            write(chunk)
-            state.take(chunk)
-        await pacer.turn()  # hundreds finishing together take turns too (closing, committing)
-    except httpx2.HTTPError as exc:
-        raise client.map_transport_error(exc, response.request) from exc
-    finally:
-        with anyio.CancelScope(shield=True):
-            await close_response(response)
+    async def chunks(self, response: httpx2.Response, limit: int) -> AsyncIterator[bytes]:
+        """The body as it arrives, refused past ``limit`` bytes in all; the response is closed after."""
+        state = self.state
+        try:
+            async for chunk in response.aiter_raw():
+                if state.offset + len(chunk) > limit:
+                    raise IncompleteDownloadError(
+                        f"fax {self.fax_id}: the server sent more than the {limit} bytes it promised",
+                        fax_id=self.fax_id,
+                        expected=limit,
+                        received=state.offset + len(chunk),
+                    )
+                yield chunk
+        except httpx2.HTTPError as exc:
+            raise self.client.map_transport_error(exc, response.request) from exc
+        finally:
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
 
 
 async def download_file(
@@ -381,18 +374,13 @@ async def download_file(
     on_retry: Callable[[BaseException], None] | None = None,
     max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES,
     on_commit: Callable[[DownloadResult], None] | None = None,
-    limiter: anyio.CapacityLimiter | None = None,
-    sync: CommitSync | None = None,
 ) -> DownloadResult:
     """Download one document to ``final`` (whose folder exists) through a temporary file.
 
-    ``limiter`` is an extra cap held with the download slot while bytes flow (``download_all``'s
-    ``concurrency``), so that preparing and committing files happens outside it.
-
+    Each attempt holds a download slot while bytes flow; waits between attempts hold none.
     ``on_commit`` runs right after the file is in place, in the same uncancellable step and the
-    same worker thread (it may block), so a record of the file (the bulk manifest) can never be
-    missing for a file that stands. ``sync`` makes the commit durable through kernel AIO where it can
-    (:class:`~._durable.CommitSync`; ``on_commit`` must then not block), else in a worker thread.
+    same worker thread (it may block), so a record of the file (the bulk manifest) is written
+    right after the file stands.
     """
     job = FileDownload(
         client,
@@ -405,43 +393,12 @@ async def download_file(
         on_retry=on_retry,
         max_document_bytes=max_document_bytes,
         on_commit=on_commit,
-        limiter=limiter,
-        sync=sync,
     )
-    return await job.complete()
+    return await job.run()
 
 
 class FileDownload:
-    """One document on its way to a file, across its attempts: :func:`download_file`'s engine.
-
-    Creating it opens the temporary file. :meth:`complete` then downloads (with retries, each attempt
-    holding its own download slot), commits, and removes the temporary file on any failure.
-    ``download_all`` runs the first attempt itself with :meth:`fetch`, in a slot it keeps from one fax
-    to the next, and hands the rest to :meth:`complete` (``fetched=True``, or the error it failed with).
-
-    One object with slots rather than closures over a dozen locals: hundreds of downloads can be in
-    flight (and as many waiting for a slot), and every closure cell is one more object for the
-    garbage collector to walk (benchmarks/README.md, scenario 5).
-    """
-
-    __slots__ = (
-        "attempts",
-        "client",
-        "fax",
-        "fax_id",
-        "file_size",
-        "final",
-        "limiter",
-        "max_document_bytes",
-        "on_bytes",
-        "on_commit",
-        "on_retry",
-        "overwrite",
-        "policy",
-        "sink",
-        "state",
-        "sync",
-    )
+    """One document on its way to a file, across its attempts: :func:`download_file`'s engine."""
 
     def __init__(
         self,
@@ -456,106 +413,88 @@ class FileDownload:
         on_retry: Callable[[BaseException], None] | None = None,
         max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES,
         on_commit: Callable[[DownloadResult], None] | None = None,
-        limiter: anyio.CapacityLimiter | None = None,
-        sync: CommitSync | None = None,
     ) -> None:
         self.client, self.fax_id, self.final, self.fax = client, fax_id, final, fax
         self.overwrite, self.on_bytes, self.on_retry = overwrite, on_bytes, on_retry
-        self.max_document_bytes, self.on_commit, self.limiter, self.sync = max_document_bytes, on_commit, limiter, sync
+        self.max_document_bytes, self.on_commit = max_document_bytes, on_commit
         self.policy = client.retry_policy.with_max_retries(max_retries)
         self.file_size = fax.file_size if fax is not None else None
         self.attempts = 0
         self.state = _Progress()
         self.sink = _FileSink(final)
-        self.sink.open(overwrite=overwrite)
 
-    async def complete(self, *, fetched: bool = False, failed: Exception | None = None) -> DownloadResult:
-        """Download (unless ``fetched``: a :meth:`fetch` already got the whole body), then commit.
-
-        ``failed`` is the error of a first :meth:`fetch`: the retries go on from it. The temporary
-        file is removed on any failure, cancellation included; the commit itself is not cancellable.
-        """
+    async def run(self) -> DownloadResult:
+        """Open the temporary file, download (with retries), commit; the temporary file is removed
+        on any failure, cancellation included. The commit itself is not cancellable."""
+        await self.sink.open(overwrite=self.overwrite)
         try:
-            if not fetched:
-                await call_with_retries(
-                    self.attempt,
-                    self.policy,
-                    idempotent=True,
-                    operation=f"download {self.fax_id}",
-                    on_retry=self.on_retry,
-                    failed_first=failed,
-                )
-            with anyio.CancelScope(shield=True):
-                result = await self.sink.commit(overwrite=self.overwrite, then=self.committed, sync=self.sync)
+            await call_with_retries(
+                self.attempt,
+                self.policy,
+                idempotent=True,
+                operation=f"download {self.fax_id}",
+                on_retry=self.on_retry,
+            )
+            return await self.sink.commit(overwrite=self.overwrite, then=self.committed)
         except BaseException:
             await self.sink.discard()
             raise
-        return result
-
-    def write(self, chunk: bytes) -> None:
-        self.sink.write(chunk)
-        if self.on_bytes is not None:
-            self.on_bytes(len(chunk))
 
     async def attempt(self) -> None:
-        """One attempt, holding a download slot (and ``limiter``'s token) for its duration."""
-        async with (
-            Hold(self.limiter) if self.limiter is not None else contextlib.nullcontext(),
-            self.client.download_slot(),
-        ):
+        """One attempt, holding a download slot: the whole body into the temporary file."""
+        async with self.client.download_slot():
             await self.fetch()
 
+    def _forget(self) -> None:
+        state = self.state
+        if self.on_bytes is not None and state.offset:
+            self.on_bytes(-state.offset)
+        state.reset()
+        self.sink.restart()
+
     async def fetch(self) -> None:
-        """One attempt, in a download slot the caller holds: the whole body into the temporary file."""
         self.attempts += 1
-        client, fax_id, state, sink, file_size = self.client, self.fax_id, self.state, self.sink, self.file_size
-        async with pacer.downloading():  # a fair turn on the loop when hundreds run (_pacing.py)
-            try:
-                response, plan = await _open_document(client, fax_id, state)
-            except _Restart as exc:
-                state.reset()
-                sink.restart()
-                raise IncompleteDownloadError(f"fax {fax_id}: {exc}; restarting", fax_id=fax_id) from None
-            if plan.start != state.offset:  # a 200 to a range request: the server starts over
-                if self.on_bytes is not None and state.offset:
-                    self.on_bytes(-state.offset)
-                state.reset()
-                sink.restart()
-            elif plan.start > 0:
-                state.resumed = True
-            state.etag = plan.etag if plan.accepts_ranges else None
-            state.total = plan.total
-            limit = plan.total if plan.total is not None else (file_size or self.max_document_bytes)
-            if file_size is not None and plan.total is not None and plan.total != file_size:
-                with anyio.CancelScope(shield=True):
-                    await close_response(response)
-                raise IncompleteDownloadError(
-                    f"fax {fax_id}: the server offers {plan.total} bytes, the fax record says {file_size}",
-                    fax_id=fax_id,
-                    expected=file_size,
-                    received=plan.total,
-                )
-            await _read_body(client, response, state, limit, fax_id, self.write)
-            check_complete(
-                received=state.offset,
-                total=state.total,
-                file_size=file_size,
-                head=state.head,
-                tail=state.tail,
-                fmt=self.fax.format if self.fax is not None else "pdf",
+        state, fax_id, file_size = self.state, self.fax_id, self.file_size
+        if not state.can_resume():
+            self._forget()
+        attempt = _Attempt(self.client, fax_id, state)
+        try:
+            response, plan = await attempt.open()
+        except _Restart as exc:
+            self._forget()
+            raise IncompleteDownloadError(f"fax {fax_id}: {exc}; restarting", fax_id=fax_id) from None
+        if plan.start != state.offset:  # a 200 to a range request: the server starts over
+            self._forget()
+        elif plan.start > 0:
+            state.resumed = True
+        state.validator, state.total = plan.validator, plan.total
+        if file_size is not None and plan.total is not None and plan.total != file_size:
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
+            raise IncompleteDownloadError(
+                f"fax {fax_id}: the server offers {plan.total} bytes, the fax record says {file_size}",
                 fax_id=fax_id,
+                expected=file_size,
+                received=plan.total,
             )
-
-    async def discard(self) -> None:
-        """Remove the temporary file (for a download that will not be completed)."""
-        await self.sink.discard()
-
-    def discard_now(self) -> None:
-        """Close and remove the temporary file here and now (blocking; a last-resort cleanup)."""
-        self.sink.discard_now()
+        limit = plan.total if plan.total is not None else (file_size or self.max_document_bytes)
+        async for chunk in attempt.chunks(response, limit):
+            self.sink.write(chunk)
+            state.take(chunk)
+            if self.on_bytes is not None:
+                self.on_bytes(len(chunk))
+        check_complete(
+            received=state.offset,
+            total=state.total,
+            file_size=file_size,
+            head=state.head,
+            tail=state.tail,
+            fmt=self.fax.format if self.fax is not None else "pdf",
+            fax_id=fax_id,
+        )
 
     def committed(self, sha256: str) -> DownloadResult:
-        """The result, once the file stands (runs in the commit's worker thread, then ``on_commit``)."""
+        """The result, once the file stands (in the commit's worker thread, then ``on_commit``)."""
         state = self.state
         done = DownloadResult(
             path=self.final,
@@ -573,9 +512,10 @@ class FileDownload:
 class DocumentStream:
     """The chunks of one fax document, for piping somewhere other than a local file.
 
-    Iterate it once. A dropped connection resumes transparently with ``Range`` where the
-    server allows; where it cannot, :class:`IncompleteDownloadError` is raised (bytes already
-    handed out cannot be taken back). ``bytes_read``, ``total`` and ``sha256`` tell what passed.
+    Iterate it once. A dropped connection resumes transparently with ``Range`` where the server
+    allows (through the same retry engine as every other call); where it cannot,
+    :class:`IncompleteDownloadError` is raised (bytes already handed out cannot be taken back).
+    ``bytes_read``, ``total`` and ``sha256`` tell what passed.
     """
 
     def __init__(self, client: FaxClient, fax_id: str, *, max_retries: int | None = None) -> None:
@@ -585,7 +525,7 @@ class DocumentStream:
         self._state = _Progress()
         self._hasher = hashlib.sha256()
         self._used = False
-        self._response: httpx2.Response | None = None
+        self._chunks_gen: AsyncGenerator[bytes, None] | None = None
 
     @property
     def bytes_read(self) -> int:
@@ -599,70 +539,70 @@ class DocumentStream:
     def sha256(self) -> str:
         return self._hasher.hexdigest()
 
-    def __aiter__(self) -> AsyncIterator[bytes]:
+    def __aiter__(self) -> AsyncGenerator[bytes, None]:
         if self._used:
             raise RuntimeError("a DocumentStream can be iterated only once")
         self._used = True
-        return self._chunks()
+        self._chunks_gen = self._chunks()
+        return self._chunks_gen
 
-    async def _chunks(self) -> AsyncIterator[bytes]:
-        state, retries = self._state, 0
-        while True:
+    async def _chunks(self) -> AsyncGenerator[bytes, None]:
+        state, operation, attempts = self._state, f"stream {self.fax_id}", 0
+        retries = retrying(self._policy, idempotent=True, operation=operation, resumable=state.can_resume)
+        async for attempt in retries:
+            attempts += 1
+            failure: Exception | None = None
             try:
-                try:
-                    response, plan = await _open_document(self._client, self.fax_id, state)
-                except _Restart as exc:
-                    raise IncompleteDownloadError(
-                        f"fax {self.fax_id}: cannot resume at byte {state.offset}: {exc}", fax_id=self.fax_id
-                    ) from None
-                if plan.start != state.offset:
-                    with anyio.CancelScope(shield=True):
-                        await close_response(response)
-                    raise IncompleteDownloadError(
-                        f"fax {self.fax_id}: the server restarted the document at byte 0 after {state.offset} bytes "
-                        "were streamed",
-                        fax_id=self.fax_id,
-                    )
-                state.etag = plan.etag if plan.accepts_ranges else None
-                state.total = plan.total
-                self._response = response
-                try:
-                    async for chunk in _raw_chunks(response):
-                        self._hasher.update(chunk)
-                        state.take(chunk)
-                        yield chunk
-                except httpx2.HTTPError as exc:
-                    raise self._client.map_transport_error(exc, response.request) from exc
-                finally:
-                    self._response = None
-                    with anyio.CancelScope(shield=True):
-                        await close_response(response)
-                check_complete(
-                    received=state.offset,
-                    total=state.total,
-                    file_size=None,
-                    head=state.head,
-                    tail=state.tail,
-                    fmt="pdf",
-                    fax_id=self.fax_id,
-                )
+                async for chunk in self._one_attempt():
+                    yield chunk
                 return
-            except AudianError as exc:
-                can_resume = state.offset == 0 or state.etag is not None
-                if retries >= self._policy.max_retries or not can_resume or not _retryable(exc, self._policy):
-                    raise
-                retries += 1
-                retry_after = retry_after_of(exc)
-                await self._policy.sleep(backoff_delay(retries, self._policy, retry_after=retry_after))
+            except Exception as exc:
+                failure = exc
+            try:
+                with attempt:
+                    raise failure
+            except Exception as exc:  # tenacity gave up: raised as itself
+                log_failure(operation, attempts, exc)
+                raise
+
+    async def _one_attempt(self) -> AsyncIterator[bytes]:
+        state = self._state
+        attempt = _Attempt(self._client, self.fax_id, state)
+        try:
+            response, plan = await attempt.open()
+        except _Restart as exc:
+            raise IncompleteDownloadError(
+                f"fax {self.fax_id}: cannot resume at byte {state.offset}: {exc}", fax_id=self.fax_id
+            ) from None
+        if plan.start != state.offset:
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
+            state.validator = None  # never resumed again: the bytes handed out are of another version
+            raise IncompleteDownloadError(
+                f"fax {self.fax_id}: the server restarted the document at byte 0 after {state.offset} bytes "
+                "were streamed",
+                fax_id=self.fax_id,
+            )
+        state.validator, state.total = plan.validator, plan.total
+        async for chunk in attempt.chunks(
+            response, plan.total if plan.total is not None else DEFAULT_MAX_DOCUMENT_BYTES
+        ):
+            self._hasher.update(chunk)
+            state.take(chunk)
+            yield chunk
+        check_complete(
+            received=state.offset,
+            total=state.total,
+            file_size=None,
+            head=state.head,
+            tail=state.tail,
+            fmt="pdf",
+            fax_id=self.fax_id,
+        )
 
     async def aclose(self) -> None:
-        response = self._response
-        if response is not None:
+        """Stop streaming and close the response (if iteration was left early)."""
+        gen = self._chunks_gen
+        if gen is not None:
             with anyio.CancelScope(shield=True):
-                await close_response(response)
-
-
-def _retryable(exc: BaseException, policy: Any) -> bool:
-    if isinstance(exc, APIStatusError | IncompleteDownloadError) or hasattr(exc, "request_sent"):
-        return should_retry(exc, idempotent=True, policy=policy)
-    return False
+                await gen.aclose()

@@ -21,41 +21,7 @@ from attrs import define, frozen
 
 from ._config import DEFAULT_MAX_CONCURRENT_DOWNLOADS
 
-__all__ = ["DownloadLimiter", "Hold", "LimiterStatistics", "LocalLimiter", "acquire_fast", "default_limiter"]
-
-
-async def acquire_fast(limiter: anyio.CapacityLimiter) -> None:
-    """Take a token of ``limiter``, without a trip through the event loop when one is free.
-
-    ``CapacityLimiter.acquire`` always yields once, even when a token is free. Under load every
-    loop iteration is long (every download's chunks are in it), so each yield between a slot being
-    released and the next request being sent kept that slot idle for one more iteration: about 2 ms
-    per download at 175 downloads a second (benchmarks/README.md, scenario 1). Waiting still goes
-    through ``acquire`` (first come, first served; a released token is handed to the next waiter).
-    """
-    try:
-        limiter.acquire_nowait()
-        return
-    except anyio.WouldBlock:
-        pass
-    # Wait outside the except block: inside it, the exception and its traceback (with every frame
-    # they reference) would stay alive for the whole wait, hundreds of them under load.
-    await limiter.acquire()
-
-
-class Hold:
-    """``async with Hold(limiter):`` holds one token of a ``CapacityLimiter`` (taken with :func:`acquire_fast`)."""
-
-    __slots__ = ("_limiter",)
-
-    def __init__(self, limiter: anyio.CapacityLimiter) -> None:
-        self._limiter = limiter
-
-    async def __aenter__(self) -> None:
-        await acquire_fast(self._limiter)
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self._limiter.release()
+__all__ = ["DownloadLimiter", "LimiterStatistics", "LocalLimiter", "default_limiter"]
 
 
 @frozen
@@ -113,7 +79,8 @@ class LocalLimiter(DownloadLimiter):
         self._fallback: dict[Any, dict[str, _Counter]] = {}
 
     def _accounts(self) -> dict[str, _Counter]:
-        token = anyio.lowlevel.current_token().native_token
+        token = anyio.lowlevel.current_token()
+        token = getattr(token, "native_token", token)  # anyio >= 4.11 wraps the loop's own token
         with self._lock:
             try:
                 return self._loops.setdefault(token, {})
@@ -157,7 +124,7 @@ class _LocalHold:
 
     async def __aenter__(self) -> None:
         counter = self._owner._counter(self._account)
-        await acquire_fast(counter.limiter)
+        await counter.limiter.acquire()
         self._counter = counter
         counter.total += 1
         counter.highest = max(counter.highest, int(counter.limiter.borrowed_tokens))

@@ -25,6 +25,7 @@ __all__ = [
     "RetryPolicy",
     "backoff_delay",
     "call_with_retries",
+    "log_failure",
     "parse_retry_after",
     "retry_after_of",
     "retrying",
@@ -134,7 +135,7 @@ def _log_retry(operation: str) -> Callable[[RetryCallState], None]:
     def before_sleep(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0.0
-        logger.warning(
+        logger.info(
             "retrying %s in %.2fs (attempt %d failed: %s: %s)",
             operation,
             wait,
@@ -152,9 +153,19 @@ def retrying(
     idempotent: bool,
     operation: str,
     on_retry: Callable[[BaseException], None] | None = None,
+    resumable: Callable[[], bool] | None = None,
 ) -> AsyncRetrying:
-    """A fresh ``AsyncRetrying`` for one call (never share one between tasks)."""
+    """A fresh ``AsyncRetrying`` for one call (never share one between tasks).
+
+    Retries are logged at INFO. ``resumable``, when given, must also say yes before a retry (a
+    stream that cannot continue where it broke is not retried).
+    """
     logger_hook = _log_retry(operation)
+
+    def retry(exc: BaseException) -> bool:
+        if resumable is not None and not resumable():
+            return False
+        return should_retry(exc, idempotent=idempotent, policy=policy)
 
     def before_sleep(state: RetryCallState) -> None:
         logger_hook(state)
@@ -165,12 +176,18 @@ def retrying(
 
     return AsyncRetrying(
         stop=stop_after_attempt(policy.max_retries + 1),
-        retry=retry_if_exception(lambda e: should_retry(e, idempotent=idempotent, policy=policy)),
+        retry=retry_if_exception(retry),
         wait=_wait(policy),
         sleep=policy.sleep,
         before_sleep=before_sleep,
         reraise=True,
     )
+
+
+def log_failure(operation: str, attempts: int, exc: BaseException) -> None:
+    """The final failure of a call that was retried, at WARNING (the key is never in an error's text)."""
+    if attempts > 1:
+        logger.warning("%s failed after %d attempts: %s: %s", operation, attempts, type(exc).__name__, exc)
 
 
 async def call_with_retries(
@@ -180,32 +197,15 @@ async def call_with_retries(
     idempotent: bool,
     operation: str,
     on_retry: Callable[[BaseException], None] | None = None,
-    failed_first: Exception | None = None,
 ) -> T:
-    """``await call()``, retried as :func:`retrying` decides; the first attempt runs without tenacity.
-
-    Building and stepping an ``AsyncRetrying`` costs about 75 µs per call (tenacity inspects every
-    action it queues with ``inspect.iscoroutinefunction``), which is spent on every download and
-    every page although almost every call succeeds at once. So the first attempt runs bare; only if
-    it fails with an error worth retrying does tenacity take over, and its first attempt hands back
-    that same error, so waits, logging, ``on_retry`` and the attempt count are exactly tenacity's.
-
-    ``failed_first`` is the error of a first attempt the caller already made (``download_all`` makes
-    it in a slot it keeps between faxes): the retries continue from it.
-    """
-    first: Exception | None = failed_first
-    if first is None:
-        try:
-            return await call()
-        except Exception as exc:
-            first = exc
-    if policy.max_retries == 0 or not should_retry(first, idempotent=idempotent, policy=policy):
-        raise first
-    pending: Exception | None = first  # tenacity's first attempt hands back this error
-    async for attempt in retrying(policy, idempotent=idempotent, operation=operation, on_retry=on_retry):
-        with attempt:
-            if pending is not None:
-                failed, pending = pending, None
-                raise failed
-            return await call()
+    """``await call()``, retried as :func:`retrying` decides; the last error is raised as itself."""
+    attempts = 0
+    try:
+        async for attempt in retrying(policy, idempotent=idempotent, operation=operation, on_retry=on_retry):
+            with attempt:
+                attempts += 1
+                return await call()
+    except Exception as exc:
+        log_failure(operation, attempts, exc)
+        raise
     raise AssertionError("unreachable: tenacity stops only by raising once an attempt failed")  # pragma: no cover
