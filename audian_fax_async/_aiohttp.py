@@ -1,9 +1,8 @@
 """``AiohttpTransport``: an httpx2 transport on aiohttp's connection pool (the ``aiohttp`` extra).
 
-httpx2's own pool (httpcore2) costs most of the CPU of a bulk download at concurrency (NOTES.md);
-aiohttp's is far cheaper. This transport hands each request to one lazily created
-``aiohttp.ClientSession`` and gives the body back as the chunks aiohttp reads (``readany``, no
-re-chunking), so everything above it (redirects, retries, resume, checks) stays the SDK's own.
+Each request goes to one lazily created ``aiohttp.ClientSession`` through httpx2's public transport
+interface; the body comes back as the chunks aiohttp reads, so everything above the transport
+(redirects, retries, resume, checks) stays the SDK's own.
 
 What matters most is the error mapping: ``FaxClient`` retries a creating POST only when the request
 never left (``httpx2.ConnectError``, ``ConnectTimeout``, ``PoolTimeout``). So only errors that aiohttp
@@ -18,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import ssl
+import sys
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -33,15 +33,13 @@ if TYPE_CHECKING:
 __all__ = ["AiohttpTransport", "client_timeout", "map_error"]
 
 _INSTALL_HINT = 'AiohttpTransport needs aiohttp: pip install "audian-fax-async[aiohttp]"'
+_ASYNCIO_ONLY = "AiohttpTransport runs on asyncio (or uvloop) only; on trio, use FaxClient's default transport"
 # aiohttp adds these when a request lacks them; httpx2 always sets the ones it wants (or leaves them
 # out on purpose), so skipping them sends httpx2's headers as they are. Content-Length is not in the
 # list: aiohttp still adds "Content-Length: 0" to a body-less DELETE (httpx2 sends none), harmless.
 _SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
-#: aiohttp's read buffer per connection. At its default (64 KiB) a connection stops reading whenever
-#: 128 KiB wait unread, and asyncio hands over up to 256 KiB per read: on a fast link every read
-#: paused the socket and every ``readany`` resumed it (two epoll changes and a new read-timeout
-#: timer each time). At 256 KiB it pauses only when the reader really falls behind (at 512 KiB):
-#: 1.45x -> 1.71x a bare httpx2 loop, main-thread CPU 1.57 -> 1.31 ms per document (benchmarks/).
+#: aiohttp's read buffer per connection. A connection stops reading once twice this waits unread;
+#: at aiohttp's default (64 KiB) a fast download pauses and resumes its socket on nearly every read.
 READ_BUFSIZE = 256 * 1024
 
 
@@ -50,6 +48,18 @@ def _import_aiohttp() -> None:
         import aiohttp  # noqa: F401 - only whether it imports
     except ImportError:
         raise ConfigurationError(_INSTALL_HINT) from None
+
+
+def _running_on_trio() -> bool:
+    """Whether the calling thread runs a trio loop (trio is never imported here just to ask)."""
+    trio = sys.modules.get("trio")
+    if trio is None:
+        return False
+    try:
+        trio.lowlevel.current_trio_token()
+    except RuntimeError:
+        return False
+    return True
 
 
 def map_error(exc: Exception, *, sent: bool) -> httpx2.TransportError:
@@ -71,9 +81,9 @@ def map_error(exc: Exception, *, sent: bool) -> httpx2.TransportError:
             return httpx2.ConnectTimeout(message)
         # DNS, refused, unreachable, TLS and certificate errors, a proxy that cannot be reached or
         # refuses the CONNECT tunnel, a certificate fingerprint mismatch: all before the request.
-        if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ClientHttpProxyError):
-            return httpx2.ConnectError(message)
-        if isinstance(exc, aiohttp.ServerFingerprintMismatch):
+        if isinstance(
+            exc, aiohttp.ClientConnectorError | aiohttp.ClientHttpProxyError | aiohttp.ServerFingerprintMismatch
+        ):
             return httpx2.ConnectError(message)
         if isinstance(exc, aiohttp.NonHttpUrlClientError | aiohttp.InvalidURL):
             return httpx2.UnsupportedProtocol(message)
@@ -81,6 +91,8 @@ def map_error(exc: Exception, *, sent: bool) -> httpx2.TransportError:
     if isinstance(exc, TimeoutError):  # SocketTimeoutError: no byte within the read timeout
         return httpx2.ReadTimeout(message)
     if isinstance(exc, aiohttp.ServerDisconnectedError):
+        # The connection closed after (part of) the request went out: httpx-aiohttp reads this as a
+        # connect timeout, which would let a creating POST be sent twice.
         return httpx2.RemoteProtocolError(f"the server closed the connection without a complete response ({message})")
     if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ClientResponseError):
         # A body shorter than its Content-Length ("Response payload is not completed"), broken
@@ -115,7 +127,7 @@ def _client_timeout(connect: float | None, read: float | None, pool: float | Non
 
 
 class AiohttpTransport(httpx2.AsyncBaseTransport):
-    """An httpx2 transport on aiohttp: the same ``FaxClient``, a much cheaper connection pool.
+    """An httpx2 transport on aiohttp: the same ``FaxClient`` on aiohttp's connection pool.
 
     ::
 
@@ -130,21 +142,23 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
     from other origins), and connection errors keep their meaning: a request that may have reached
     the API is reported with ``request_sent=True``, so a creating POST is not repeated.
 
-    Needs the ``aiohttp`` extra and asyncio (aiohttp does not run on trio). HTTP/1.1 only. The
+    Needs the ``aiohttp`` extra and asyncio or uvloop: aiohttp does not run on trio, so constructing
+    or using the transport there raises :class:`ConfigurationError`. HTTP/1.1 only. The
     ``aiohttp.ClientSession`` is created on the first request, inside the running loop: at most
     ``limits.max_connections`` connections (``max_keepalive_connections`` has no aiohttp
     counterpart), idle ones closed after ``limits.keepalive_expiry``; no cookie jar, no automatic
     decompression, no redirects (the client follows them itself). ``verify`` is an ``SSLContext``,
-    ``True`` (the SDK's shared verifying context) or ``False``. ``trust_env=True`` lets aiohttp read
-    proxies from ``HTTP(S)_PROXY`` and credentials from ``.netrc``. ``read_bufsize`` is aiohttp's
-    read buffer per connection (256 KiB: a connection stops reading once twice that waits unread).
+    ``True`` (a verifying context as httpx2 builds it: the OS trust store, or ``SSL_CERT_FILE`` /
+    ``SSL_CERT_DIR``) or ``False``. ``trust_env=True`` lets aiohttp read proxies from
+    ``HTTP(S)_PROXY`` and credentials from ``.netrc``. ``read_bufsize`` is aiohttp's read buffer per
+    connection (:data:`READ_BUFSIZE`).
 
     An injected ``session`` is used as it is (its cookie jar, default headers and connector included)
     and never closed by :meth:`aclose`.
 
-    One difference from httpx2's own transport: when a server drops the connection before answering,
-    aiohttp itself sends an idempotent request (GET, HEAD, PUT, DELETE) once more before it reports
-    the error; it never does so for a POST.
+    One difference from httpx2's own transport: when a server drops a kept-alive connection before
+    answering, aiohttp itself sends an idempotent request (GET, HEAD, PUT, DELETE) once more before it
+    reports the error; it never does so for a POST.
     """
 
     def __init__(
@@ -157,6 +171,8 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
         read_bufsize: int = READ_BUFSIZE,
     ) -> None:
         _import_aiohttp()
+        if _running_on_trio():
+            raise ConfigurationError(_ASYNCIO_ONLY)
         if read_bufsize < 1:
             raise ConfigurationError(f"read_bufsize must be at least 1 byte, got {read_bufsize}")
         self._read_bufsize = read_bufsize
@@ -174,15 +190,9 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
             raise RuntimeError("This AiohttpTransport is closed.")
         try:
             asyncio.get_running_loop()
-        except RuntimeError:
-            raise ConfigurationError(
-                "AiohttpTransport runs on asyncio only; on trio, use FaxClient's default transport"
-            ) from None
-        tls: ssl.SSLContext | bool = self._verify
-        if tls is True:
-            from ._client import _shared_ssl_context
-
-            tls = _shared_ssl_context()
+        except RuntimeError:  # trio, or no loop at all
+            raise ConfigurationError(_ASYNCIO_ONLY) from None
+        tls = httpx2.create_ssl_context() if self._verify is True else self._verify
         connector = aiohttp.TCPConnector(
             limit=self._limits.max_connections or 0,  # 0: no limit, as None is for httpx2
             limit_per_host=0,
@@ -265,7 +275,7 @@ class _ResponseBody(httpx2.AsyncByteStream):
     async def __aiter__(self) -> AsyncIterator[bytes]:
         import aiohttp
 
-        # What iter_any() yields, without its per-chunk wrapper: one try around the whole loop.
+        # The chunks as aiohttp reads them (no re-chunking), one try around the whole loop.
         read = self._response.content.readany
         try:
             while chunk := await read():

@@ -1,5 +1,5 @@
-"""``AiohttpTransport`` without sockets: the error table, the timeout mapping, and what goes to and comes
-back from aiohttp (a fake session stands in for ``aiohttp.ClientSession``).
+"""``AiohttpTransport`` without sockets: the error table, the timeout mapping, what goes to and comes back
+from aiohttp (a fake session stands in for ``aiohttp.ClientSession``), and trio refused clearly.
 
 The error table is what keeps a creating POST from being sent twice: only errors aiohttp raises before
 it writes the request may read as "never sent" once ``FaxClient.map_transport_error`` has seen them.
@@ -13,12 +13,14 @@ import ssl
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any, cast
 
 import aiohttp
 import httpx2
 import pytest
 import trio
+import uvloop
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
@@ -32,14 +34,21 @@ from audian_fax_async import (
 )
 from audian_fax_async._aiohttp import client_timeout, map_error
 
-_KEY = aiohttp.client_reqrep.ConnectionKey("api.example", 443, True, True, None, None, None)
+
+@pytest.fixture(scope="module", params=["asyncio", ("asyncio", {"use_uvloop": True})], ids=["asyncio", "uvloop"])
+def anyio_backend(request: pytest.FixtureRequest) -> Any:
+    """The transport's async tests run on asyncio and on uvloop (aiohttp has no trio support)."""
+    return request.param
+
+
+# What aiohttp's connector errors read from their connection key (its class is not exported).
+_KEY: Any = SimpleNamespace(host="api.example", port=443, ssl=True, is_ssl=True)
 _INFO = aiohttp.RequestInfo(URL("https://api.example/v2/fax/numbers"), "POST", CIMultiDictProxy(CIMultiDict()))
 _REQUEST = httpx2.Request("POST", "https://api.example/v2/fax/numbers")
 
 # Raised by aiohttp before a byte of the request is written: connect, DNS, TLS, proxy, pool, URL.
 NEVER_SENT: list[tuple[Exception, type[httpx2.TransportError]]] = [
     (aiohttp.ClientConnectorError(_KEY, ConnectionRefusedError(111, "Connection refused")), httpx2.ConnectError),
-    (aiohttp.ClientConnectorDNSError(_KEY, socket.gaierror(-2, "Name or service not known")), httpx2.ConnectError),
     (
         aiohttp.ClientConnectorCertificateError(_KEY, ssl.SSLCertVerificationError(1, "certificate verify failed")),
         httpx2.ConnectError,
@@ -51,13 +60,17 @@ NEVER_SENT: list[tuple[Exception, type[httpx2.TransportError]]] = [
     (aiohttp.ConnectionTimeoutError("Connection timeout to host https://api.example/v2"), httpx2.ConnectTimeout),
     (aiohttp.NonHttpUrlClientError("ftp://api.example/v2"), httpx2.UnsupportedProtocol),
     (aiohttp.InvalidUrlClientError("http:///v2"), httpx2.UnsupportedProtocol),
+    (aiohttp.InvalidURL("http://[/v2"), httpx2.UnsupportedProtocol),
 ]
+if hasattr(aiohttp, "ClientConnectorDNSError"):  # aiohttp >= 3.11; older ones raise its base class
+    NEVER_SENT.append(
+        (aiohttp.ClientConnectorDNSError(_KEY, socket.gaierror(-2, "Name or service not known")), httpx2.ConnectError)
+    )
 
 # Raised once a connection is open: the request may have been written, so it may have been acted on.
 MAYBE_SENT: list[tuple[Exception, type[httpx2.TransportError]]] = [
     (aiohttp.ServerDisconnectedError(), httpx2.RemoteProtocolError),
     (aiohttp.ClientOSError(104, "Connection reset by peer"), httpx2.ReadError),
-    (aiohttp.ClientConnectionResetError("Cannot write to closing transport"), httpx2.ReadError),
     (
         aiohttp.ClientPayloadError("Response payload is not completed: <ContentLengthError: 400>"),
         httpx2.RemoteProtocolError,
@@ -66,10 +79,13 @@ MAYBE_SENT: list[tuple[Exception, type[httpx2.TransportError]]] = [
     (aiohttp.SocketTimeoutError("Timeout on reading data from socket"), httpx2.ReadTimeout),
     (aiohttp.ServerTimeoutError("Timeout"), httpx2.ReadTimeout),
     (aiohttp.ClientConnectionError("Connection closed"), httpx2.ReadError),
+    (aiohttp.ClientError("something new"), httpx2.ReadError),
     (TimeoutError(), httpx2.ReadTimeout),
     (ConnectionResetError(104, "Connection reset by peer"), httpx2.ReadError),
     (OSError(32, "Broken pipe"), httpx2.ReadError),
 ]
+if hasattr(aiohttp, "ClientConnectionResetError"):  # aiohttp >= 3.10.?: writing to a closing transport
+    MAYBE_SENT.append((aiohttp.ClientConnectionResetError("Cannot write to closing transport"), httpx2.ReadError))
 
 
 def _sdk_error(exc: httpx2.TransportError) -> APIConnectionError:
@@ -78,7 +94,11 @@ def _sdk_error(exc: httpx2.TransportError) -> APIConnectionError:
     return error
 
 
-@pytest.mark.parametrize(("exc", "expected"), NEVER_SENT, ids=lambda v: type(v).__name__)
+def _name(value: object) -> str:
+    return type(value).__name__
+
+
+@pytest.mark.parametrize(("exc", "expected"), NEVER_SENT, ids=_name)
 def test_errors_raised_before_the_request_is_written_read_as_never_sent(
     exc: Exception, expected: type[httpx2.TransportError]
 ) -> None:
@@ -89,7 +109,7 @@ def test_errors_raised_before_the_request_is_written_read_as_never_sent(
         assert _sdk_error(mapped).request_sent is False
 
 
-@pytest.mark.parametrize(("exc", "expected"), MAYBE_SENT, ids=lambda v: type(v).__name__)
+@pytest.mark.parametrize(("exc", "expected"), MAYBE_SENT, ids=_name)
 def test_errors_raised_once_connected_read_as_sent_so_a_post_is_not_repeated(
     exc: Exception, expected: type[httpx2.TransportError]
 ) -> None:
@@ -99,13 +119,21 @@ def test_errors_raised_once_connected_read_as_sent_so_a_post_is_not_repeated(
     assert _sdk_error(mapped).request_sent is True
 
 
-@pytest.mark.parametrize("exc", [e for e, _ in NEVER_SENT + MAYBE_SENT], ids=lambda v: type(v).__name__)
+@pytest.mark.parametrize("exc", [e for e, _ in NEVER_SENT + MAYBE_SENT], ids=_name)
 def test_every_error_while_the_body_is_read_reads_as_sent(exc: Exception) -> None:
     mapped = map_error(exc, sent=True)
 
     assert not isinstance(mapped, httpx2.ConnectError | httpx2.ConnectTimeout | httpx2.PoolTimeout)
     assert not isinstance(mapped, httpx2.UnsupportedProtocol)
     assert _sdk_error(mapped).request_sent is True
+
+
+def test_a_server_that_disconnects_is_not_a_connect_timeout_as_httpx_aiohttp_has_it() -> None:
+    # httpx-aiohttp 0.2.0 maps both to ConnectTimeout: a creating POST would then be sent again.
+    for exc in (aiohttp.ServerDisconnectedError(), aiohttp.ClientOSError(104, "Connection reset by peer")):
+        mapped = map_error(exc, sent=False)
+        assert not isinstance(mapped, httpx2.TimeoutException)
+        assert not isinstance(_sdk_error(mapped), APITimeoutError)
 
 
 def test_timeouts_are_api_timeout_errors_and_a_short_body_names_itself() -> None:
@@ -124,6 +152,7 @@ def test_httpx_timeouts_become_aiohttp_timeouts_with_pool_and_connect_together()
     # An unbounded pool wait leaves aiohttp's whole "connect" unbounded; opening a socket stays bounded.
     unbounded = httpx2.Timeout(5.0, pool=None).as_dict()
     assert client_timeout(unbounded) == aiohttp.ClientTimeout(total=None, connect=None, sock_connect=5.0, sock_read=5.0)
+    assert client_timeout(httpx2.Timeout(None).as_dict()) == aiohttp.ClientTimeout(total=None)
     assert client_timeout(None) == aiohttp.ClientTimeout(total=None)
 
 
@@ -191,6 +220,7 @@ def _transport(session: FakeSession) -> AiohttpTransport:
     return AiohttpTransport(session=cast(aiohttp.ClientSession, session))
 
 
+@pytest.mark.anyio
 async def test_the_request_goes_to_aiohttp_as_httpx_built_it() -> None:
     session = FakeSession(FakeResponse([]))
     request = httpx2.Request(
@@ -198,7 +228,7 @@ async def test_the_request_goes_to_aiohttp_as_httpx_built_it() -> None:
         "https://api.example/v2/fax/numbers?tag=a%2Fb",
         headers={"X-Auth-Token": "key", "Accept": "application/json"},
         json={"area_code": "202"},
-        extensions={"timeout": httpx2.Timeout(1.0, pool=2.0).as_dict()},
+        extensions={"timeout": httpx2.Timeout(1.0, pool=2.0).as_dict(), "sni_hostname": "sni.example"},
     )
 
     await _transport(session).handle_async_request(request)
@@ -211,8 +241,25 @@ async def test_the_request_goes_to_aiohttp_as_httpx_built_it() -> None:
     assert kwargs["allow_redirects"] is False
     assert kwargs["auto_decompress"] is False
     assert kwargs["timeout"] == aiohttp.ClientTimeout(total=None, connect=3.0, sock_connect=1.0, sock_read=1.0)
+    assert kwargs["server_hostname"] == "sni.example"
 
 
+@pytest.mark.anyio
+async def test_each_request_carries_its_own_timeouts() -> None:
+    session = FakeSession(FakeResponse([]))
+    transport = _transport(session)
+
+    for timeout in (httpx2.Timeout(2.0, read=30.0, pool=None), httpx2.Timeout(None)):
+        request = httpx2.Request("GET", "http://h/x", extensions={"timeout": timeout.as_dict()})
+        await transport.handle_async_request(request)
+
+    assert [kwargs["timeout"] for _, _, kwargs in session.calls] == [
+        aiohttp.ClientTimeout(total=None, connect=None, sock_connect=2.0, sock_read=30.0),
+        aiohttp.ClientTimeout(total=None),
+    ]
+
+
+@pytest.mark.anyio
 async def test_a_streamed_request_body_is_handed_to_aiohttp_which_does_the_chunking() -> None:
     session = FakeSession(FakeResponse([]))
 
@@ -228,6 +275,7 @@ async def test_a_streamed_request_body_is_handed_to_aiohttp_which_does_the_chunk
     assert [name for name, _ in kwargs["headers"] if name.lower() == "transfer-encoding"] == []
 
 
+@pytest.mark.anyio
 async def test_the_response_carries_status_headers_reason_and_aiohttps_chunks_unchanged() -> None:
     aio_response = FakeResponse([b"%PDF-1.7 first", b"second " * 5000, b"%%EOF"], status=206, reason="Partial Content")
     request = httpx2.Request("GET", "https://api.example/v2/fax/received/fax_1/download")
@@ -244,6 +292,7 @@ async def test_the_response_carries_status_headers_reason_and_aiohttps_chunks_un
     assert aio_response.ended == ["release"]  # read to the end: the connection goes back to the pool
 
 
+@pytest.mark.anyio
 async def test_a_response_closed_before_its_end_drops_the_connection() -> None:
     aio_response = FakeResponse([b"%PDF-1.7", b"more"])
     response = await _transport(FakeSession(aio_response)).handle_async_request(httpx2.Request("GET", "http://h/x"))
@@ -255,6 +304,7 @@ async def test_a_response_closed_before_its_end_drops_the_connection() -> None:
     assert aio_response.ended == ["close"]
 
 
+@pytest.mark.anyio
 async def test_an_error_while_reading_the_body_is_an_httpx_error_that_reads_as_sent() -> None:
     cut = aiohttp.ClientPayloadError("Response payload is not completed")
     aio_response = FakeResponse([b"%PDF-1.7", cut])
@@ -270,6 +320,7 @@ async def test_an_error_while_reading_the_body_is_an_httpx_error_that_reads_as_s
     assert aio_response.ended == ["close"]
 
 
+@pytest.mark.anyio
 async def test_an_error_before_the_response_is_mapped_with_its_cause_kept() -> None:
     refused = aiohttp.ClientConnectorError(_KEY, ConnectionRefusedError(111, "Connection refused"))
 
@@ -279,6 +330,18 @@ async def test_an_error_before_the_response_is_mapped_with_its_cause_kept() -> N
     assert caught.value.__cause__ is refused
 
 
+@pytest.mark.anyio
+async def test_a_disconnect_before_the_answer_reads_as_sent() -> None:
+    dropped = aiohttp.ServerDisconnectedError()
+
+    with pytest.raises(httpx2.RemoteProtocolError) as caught:
+        await _transport(FakeSession(dropped)).handle_async_request(_REQUEST)
+
+    assert caught.value.__cause__ is dropped
+    assert _sdk_error(caught.value).request_sent is True
+
+
+@pytest.mark.anyio
 @pytest.mark.parametrize("exc", [asyncio.CancelledError(), KeyboardInterrupt(), RuntimeError("Session is closed")])
 async def test_cancellation_and_other_exceptions_pass_through_untouched(exc: BaseException) -> None:
     with pytest.raises(type(exc)) as caught:
@@ -291,6 +354,7 @@ async def test_cancellation_and_other_exceptions_pass_through_untouched(exc: Bas
     assert caught.value is exc
 
 
+@pytest.mark.anyio
 async def test_a_url_that_is_not_http_is_refused_before_aiohttp_sees_it() -> None:
     session = FakeSession(FakeResponse([]))
 
@@ -300,6 +364,7 @@ async def test_a_url_that_is_not_http_is_refused_before_aiohttp_sees_it() -> Non
     assert session.calls == []
 
 
+@pytest.mark.anyio
 async def test_an_injected_session_is_never_closed_by_the_transport() -> None:
     session = FakeSession(FakeResponse([]))
     transport = _transport(session)
@@ -309,12 +374,54 @@ async def test_an_injected_session_is_never_closed_by_the_transport() -> None:
     assert session.closed is False
 
 
+@pytest.mark.anyio
 async def test_a_closed_transport_opens_no_new_session() -> None:
     transport = AiohttpTransport()
     await transport.aclose()
 
     with pytest.raises(RuntimeError, match="closed"):
         await transport.handle_async_request(httpx2.Request("GET", "http://127.0.0.1:9/x"))
+
+
+@pytest.mark.anyio
+async def test_each_backend_runs_on_the_loop_it_names(anyio_backend: Any) -> None:
+    # If another plugin (pytest-asyncio in auto mode) runs these tests on its own loop, every
+    # "uvloop" test above would pass on plain asyncio: this one says so.
+    on_uvloop = isinstance(asyncio.get_running_loop(), uvloop.Loop)
+    assert on_uvloop is (anyio_backend != "asyncio"), f"{anyio_backend!r} ran on {asyncio.get_running_loop()!r}"
+
+
+# -- trio: refused with a clear error ------------------------------------------------------------
+
+
+def test_constructing_the_transport_on_trio_says_it_needs_asyncio() -> None:
+    async def main() -> None:
+        AiohttpTransport()
+
+    with pytest.raises(ConfigurationError, match="asyncio"):
+        trio.run(main)
+
+
+def test_a_transport_made_outside_any_loop_refuses_to_run_on_trio() -> None:
+    transport = AiohttpTransport()
+
+    async def main() -> None:
+        async with httpx2.AsyncClient(transport=transport) as client:
+            await client.get("http://127.0.0.1:9/x")
+
+    with pytest.raises(ConfigurationError, match="asyncio"):
+        trio.run(main)
+
+
+def test_on_trio_the_sdk_says_the_transport_needs_asyncio() -> None:
+    transport = AiohttpTransport()
+
+    async def main() -> None:
+        async with FaxClient("key", base_url="http://127.0.0.1:9/v2", transport=transport) as client:
+            await client.received.list(limit=1)
+
+    with pytest.raises(ConfigurationError, match="asyncio"):
+        trio.run(main)
 
 
 # -- the optional dependency ----------------------------------------------------------------------
@@ -342,12 +449,3 @@ def test_without_aiohttp_constructing_the_transport_says_how_to_install_it(monke
 def test_the_transport_is_exported_from_the_package_root() -> None:
     assert "AiohttpTransport" in audian_fax_async.__all__
     assert audian_fax_async.AiohttpTransport is AiohttpTransport
-
-
-def test_on_trio_the_transport_says_it_needs_asyncio() -> None:
-    async def main() -> None:
-        async with FaxClient("key", base_url="http://127.0.0.1:9/v2", transport=AiohttpTransport()) as client:
-            await client.received.list(limit=1)
-
-    with pytest.raises(ConfigurationError, match="asyncio"):
-        trio.run(main)
