@@ -116,6 +116,16 @@ class FaxClient:
             isinstance(max_retries, bool) or not isinstance(max_retries, int) or not 0 <= max_retries <= 100
         ):
             raise ConfigurationError(f"max_retries must be an integer from 0 to 100, got {max_retries!r}")
+        if http_client is not None and not isinstance(http_client, httpx2.AsyncClient):
+            raise ConfigurationError(
+                f"http_client must be an httpx2.AsyncClient, got {type(http_client).__module__}."
+                f"{type(http_client).__qualname__} (an httpx client: replace 'import httpx' with 'import httpx2')"
+            )
+        if transport is not None and not isinstance(transport, httpx2.AsyncBaseTransport):
+            raise ConfigurationError(
+                f"transport must be an httpx2.AsyncBaseTransport, got {type(transport).__module__}."
+                f"{type(transport).__qualname__}"
+            )
         if http_client is not None and transport is not None:
             raise ConfigurationError("pass either http_client= or transport=, not both (give the transport to it)")
         policy = retry_policy or RetryPolicy(max_retries=DEFAULT_MAX_RETRIES)

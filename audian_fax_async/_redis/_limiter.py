@@ -34,7 +34,7 @@ import redis.exceptions as redis_errors
 from attrs import define, field
 
 from .._config import DEFAULT_MAX_CONCURRENT_DOWNLOADS
-from .._exceptions import LimiterError
+from .._exceptions import ConfigurationError, LimiterError
 from .._limiter import DownloadLimiter, LimiterStatistics
 from ._connect import client_from_url
 from ._scripts import ACQUIRE, INSPECT, RELEASE, RENEW, AccountKeys, account_keys
@@ -277,8 +277,8 @@ class RedisLimiter(DownloadLimiter):
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            raise LimiterError(
-                "RedisLimiter needs asyncio (redis-py's asyncio client); on trio use LocalLimiter"
+            raise ConfigurationError(
+                "RedisLimiter needs asyncio or uvloop (redis-py's asyncio client); on trio use LocalLimiter"
             ) from None
         state = self._account(account)
         local, gate = state.primitives(self.limit)
