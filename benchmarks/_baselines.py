@@ -1,40 +1,59 @@
-"""What the SDK is compared with: bare httpx2 and bare aiohttp download loops, and the SDK's own loop.
+"""What the SDK is compared with: bare and checked download loops on httpx2 and on aiohttp, and the SDK.
 
-The bare loops are what a user would write by hand: a fixed number of workers taking URLs from one
-shared iterator, each streaming a response into a file with plain blocking writes. They do none of
-the SDK's checks (no listing, byte counts, hashing, fsync, manifest or retries).
+The **bare** loops are what a user would write by hand: a fixed number of workers taking URLs from
+one shared iterator, each streaming a response into a file with plain blocking writes. They do none
+of the SDK's work (no listing, checks, hashing, fsync, manifest or retries).
 
-The ``checked`` loops add by hand what the SDK guarantees for each file, and nothing else: a
-temporary file, the sha256 as the bytes arrive, the byte count against ``Content-Length`` and the
-``%PDF`` signature, then fsync and an atomic no-clobber rename and a folder fsync in a worker
-thread. They price the guarantees themselves, apart from the SDK's code around them.
+The **checked** loops add by hand what the SDK guarantees for each file, and nothing else: a
+temporary file beside the destination (``O_EXCL | O_NOFOLLOW``), the sha256 as the bytes arrive, the
+byte count against ``Content-Length`` and the ``%PDF`` signature, then, in one worker thread
+(``asyncio.to_thread``), fsync, an atomic no-clobber rename, an fsync of the folder and a manifest
+line (JSON) appended and fsynced. No listing, retries or account slots.
+
+The SDK runs as a user runs it (:func:`sdk_client`): ``FaxClient(...)`` with its own client,
+``FaxClient(http_client=httpx2.AsyncClient())`` with a stock client the user made, or
+``FaxClient(transport=AiohttpTransport())``. The SDK is imported only when an SDK variant runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import httpx2
 
-from audian_fax_async import FaxClient, OutcomeKind
+if TYPE_CHECKING:
+    from audian_fax_async import FaxClient
 
 __all__ = [
+    "BASELINES",
+    "SDK_STACKS",
     "aiohttp_checked_loop",
     "aiohttp_loop",
     "bare_aiohttp_session",
     "bare_httpx_client",
     "httpx_checked_loop",
     "httpx_loop",
+    "sdk_client",
     "sdk_download_all",
+    "sdk_stack_download_all",
 ]
 
 _HEADER = "X-Auth-Token"
+
+#: The ways a user runs the SDK, compared side by side (see :func:`sdk_client`).
+SDK_STACKS = ("sdk", "sdk_http_client", "sdk_aiohttp")
+
+Baseline = Callable[[Sequence[str], str, Path, int], Coroutine[Any, Any, int]]
+"""A baseline: ``(urls, key, dest, concurrency)`` -> bytes written."""
 
 
 async def _workers(
@@ -76,7 +95,7 @@ async def httpx_loop(
 
 
 def bare_aiohttp_session(key: str, concurrency: int) -> aiohttp.ClientSession:
-    """The bare aiohttp loops' session: ``concurrency`` connections, the key, no decompression."""
+    """The aiohttp loops' session: ``concurrency`` connections, the key, no decompression."""
     connector = aiohttp.TCPConnector(limit=concurrency)
     return aiohttp.ClientSession(
         connector=connector, headers={_HEADER: key}, auto_decompress=False, timeout=aiohttp.ClientTimeout(total=None)
@@ -101,37 +120,74 @@ async def aiohttp_loop(urls: Sequence[str], key: str, dest: Path, concurrency: i
     return total
 
 
-async def _checked_save(chunks: AsyncIterator[bytes], length: str | None, final: Path) -> int:
-    """Stream into a temporary file with a sha256 and checks, then commit it atomically in a thread."""
+class _Manifest:
+    """JSON lines appended to ``folder/.manifest.jsonl``, each fsynced (from worker threads)."""
+
+    def __init__(self, folder: Path) -> None:
+        self._path = folder / ".manifest.jsonl"
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+
+    def append(self, entry: dict[str, object]) -> None:
+        line = (json.dumps(entry, separators=(",", ":")) + "\n").encode()
+        with self._lock:
+            if self._fd is None:
+                self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            os.write(self._fd, line)
+            os.fsync(self._fd)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _commit(fd: int, temp: Path, final: Path, manifest: _Manifest, entry: dict[str, object]) -> None:
+    """fsync the file, rename it into place without clobbering, fsync the folder, record it."""
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.link(temp, final)  # fails if ``final`` exists: never clobbers
+    os.unlink(temp)
+    folder = os.open(final.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+    manifest.append(entry)
+
+
+async def _checked_save(
+    chunks: AsyncIterator[bytes], length: str | None, final: Path, fax_id: str, manifest: _Manifest
+) -> int:
+    """Stream into a temporary file with a sha256 and checks, then commit it in a worker thread."""
     temp = final.with_name(f".{final.name}.part")
+    fd = os.open(temp, _TEMP_FLAGS, 0o644)
     digest = hashlib.sha256()
     received = 0
     head = b""
-    with open(temp, "xb") as handle:
-        async for chunk in chunks:
-            handle.write(chunk)
-            digest.update(chunk)
-            if len(head) < 5:
-                head = (head + chunk[:5])[:5]
-            received += len(chunk)
+    try:
+        with os.fdopen(fd, "wb", closefd=False) as handle:
+            async for chunk in chunks:
+                handle.write(chunk)
+                digest.update(chunk)
+                if len(head) < 5:
+                    head = (head + chunk[:5])[:5]
+                received += len(chunk)
         if length is not None and received != int(length):
             raise RuntimeError(f"{final.name}: {received} bytes, Content-Length {length}")
         if head != b"%PDF-":
             raise RuntimeError(f"{final.name}: not a PDF")
-
-        def commit() -> None:
-            handle.flush()
-            os.fsync(handle.fileno())
-            os.link(temp, final)  # no clobber
-            os.unlink(temp)
-            folder = os.open(final.parent, os.O_RDONLY)
-            try:
-                os.fsync(folder)
-            finally:
-                os.close(folder)
-
-        await asyncio.to_thread(commit)
-    digest.hexdigest()  # the SDK reports it and keeps it in its manifest
+    except BaseException:
+        os.close(fd)
+        os.unlink(temp)
+        raise
+    entry: dict[str, object] = {"id": fax_id, "path": final.name, "bytes": received, "sha256": digest.hexdigest()}
+    await asyncio.to_thread(_commit, fd, temp, final, manifest, entry)
     return received
 
 
@@ -141,14 +197,18 @@ _Open = Callable[[str], AbstractAsyncContextManager[tuple[AsyncIterator[bytes], 
 
 async def _checked_loop(urls: Sequence[str], dest: Path, concurrency: int, open_body: _Open) -> int:
     total = 0
+    manifest = _Manifest(dest)
 
     async def one(index: int, url: str) -> None:
         nonlocal total
         async with open_body(url) as (chunks, length):
-            written = await _checked_save(chunks, length, dest / f"{index}.pdf")
-        total += written
+            written = await _checked_save(chunks, length, dest / f"{index}.pdf", str(index), manifest)
+        total += written  # not ``total += await ...``: that reads ``total`` before the await
 
-    await _workers(concurrency, iter(enumerate(urls)), one)
+    try:
+        await _workers(concurrency, iter(enumerate(urls)), one)
+    finally:
+        manifest.close()
     return total
 
 
@@ -178,26 +238,53 @@ async def aiohttp_checked_loop(urls: Sequence[str], key: str, dest: Path, concur
         return await _checked_loop(urls, dest, concurrency, open_body)
 
 
-async def sdk_download_all(
-    base_url: str,
-    key: str,
-    dest: Path,
-    concurrency: int,
-    *,
-    transport: httpx2.AsyncBaseTransport | None = None,
-    client: FaxClient | None = None,
-) -> int:
-    """The SDK: ``download_all`` (listing included); returns the bytes written, failing on any failure.
+#: The baselines by name.
+BASELINES: dict[str, Baseline] = {
+    "httpx2": httpx_loop,
+    "httpx2_checked": httpx_checked_loop,
+    "aiohttp": aiohttp_loop,
+    "aiohttp_checked": aiohttp_checked_loop,
+}
 
-    A ``client`` passed in is used (and closed); otherwise one is made here.
+
+@asynccontextmanager
+async def sdk_client(stack: str, base_url: str, key: str) -> AsyncIterator[FaxClient]:
+    """A ``FaxClient`` as a user makes one, for ``stack`` (one of :data:`SDK_STACKS`).
+
+    ``sdk``: its own client. ``sdk_http_client``: a stock ``httpx2.AsyncClient()`` passed as
+    ``http_client=`` (the user's, closed here after the SDK). ``sdk_aiohttp``: ``AiohttpTransport()``.
     """
+    from audian_fax_async import FaxClient
+
+    if stack == "sdk":
+        async with FaxClient(api_key=key, base_url=base_url) as client:
+            yield client
+    elif stack == "sdk_http_client":
+        async with httpx2.AsyncClient() as http, FaxClient(api_key=key, base_url=base_url, http_client=http) as client:
+            yield client
+    elif stack == "sdk_aiohttp":
+        from audian_fax_async import AiohttpTransport
+
+        async with FaxClient(api_key=key, base_url=base_url, transport=AiohttpTransport()) as client:
+            yield client
+    else:
+        raise ValueError(f"unknown SDK stack {stack!r} (one of {', '.join(SDK_STACKS)})")
+
+
+async def sdk_download_all(client: FaxClient, dest: Path, concurrency: int) -> int:
+    """``client.received.download_all`` (listing included); returns the bytes written, failing on any failure."""
+    from audian_fax_async import OutcomeKind
+
     total = 0
-    async with (
-        client or FaxClient(api_key=key, base_url=base_url, transport=transport) as client,
-        client.received.download_all(dest, concurrency=concurrency) as outcomes,
-    ):
+    async with client.received.download_all(dest, concurrency=concurrency) as outcomes:
         async for outcome in outcomes:
             if outcome.kind is not OutcomeKind.DOWNLOADED:
                 raise RuntimeError(f"fax {outcome.fax.id}: {outcome.kind.value} {outcome.error!r}")
             total += outcome.bytes or 0
     return total
+
+
+async def sdk_stack_download_all(stack: str, base_url: str, key: str, dest: Path, concurrency: int) -> int:
+    """:func:`sdk_download_all` on a client made for ``stack`` (and closed after)."""
+    async with sdk_client(stack, base_url, key) as client:
+        return await sdk_download_all(client, dest, concurrency)

@@ -3,13 +3,14 @@
 Memory is only meaningful in a process of its own: the peak resident size is reset after the
 imports and the client's creation, so the growth measured is what the job itself added.
 
-    echo '{"kind": "sdk_all", "base_url": ..., "key": ..., "dest": ...}' | python -m benchmarks._child
+    echo '{"kind": "sdk_all", "loop": "uvloop", "base_url": ..., "key": ..., "dest": ...}' \\
+        | python -m benchmarks._child
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,18 +18,18 @@ from typing import Any
 
 import httpx2
 
-from audian_fax_async import FaxClient, OutcomeKind
-
-from ._baselines import httpx_loop
-from ._harness import peak_rss, reset_peak_rss, rss
+from ._baselines import httpx_loop, sdk_client
+from ._harness import peak_rss, reset_peak_rss, rss, run_on
 
 
 async def _sdk_all(job: dict[str, Any], out: dict[str, Any]) -> None:
     """``download_all`` of the whole account, sampling RSS every ``sample_every`` outcomes."""
+    from audian_fax_async import OutcomeKind
+
     samples: list[tuple[int, int]] = []
     done = 0
     every = int(job.get("sample_every", 1000))
-    async with FaxClient(api_key=job["key"], base_url=job["base_url"]) as client:
+    async with sdk_client(job.get("stack", "sdk"), job["base_url"], job["key"]) as client:
         _start(out)
         async with client.received.download_all(Path(job["dest"])) as outcomes:
             async for outcome in outcomes:
@@ -43,7 +44,7 @@ async def _sdk_all(job: dict[str, Any], out: dict[str, Any]) -> None:
 
 async def _sdk_one(job: dict[str, Any], out: dict[str, Any]) -> None:
     """``received.download`` of one fax to a file."""
-    async with FaxClient(api_key=job["key"], base_url=job["base_url"]) as client:
+    async with sdk_client(job.get("stack", "sdk"), job["base_url"], job["key"]) as client:
         _start(out)
         result = await client.received.download(job["fax_id"], Path(job["dest"]) / "one.pdf")
     out["bytes"] = result.bytes
@@ -84,8 +85,8 @@ JOBS = {"sdk_all": _sdk_all, "sdk_one": _sdk_one, "httpx_one": _httpx_one, "http
 
 def main() -> None:
     job = json.loads(sys.stdin.read())
-    out: dict[str, Any] = {"kind": job["kind"]}
-    asyncio.run(JOBS[job["kind"]](job, out))
+    out: dict[str, Any] = {"kind": job["kind"], "loop": job.get("loop", "asyncio")}
+    run_on(out["loop"], JOBS[job["kind"]](job, out))
     out["cpu_s"] = time.process_time() - out.pop("cpu_before")
     out["wall_s"] = time.perf_counter() - out.pop("wall_before")
     out["rss_peak"] = peak_rss()
@@ -94,12 +95,15 @@ def main() -> None:
     print(json.dumps(out))
 
 
-def run_child(job: dict[str, Any]) -> dict[str, Any]:
+def run_child(job: dict[str, Any], *, timeout: float = 600) -> dict[str, Any]:
     """Run a job in a fresh interpreter and return its JSON report."""
-    import subprocess
-
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks._child"], input=json.dumps(job), capture_output=True, text=True, check=False
+        [sys.executable, "-m", "benchmarks._child"],
+        input=json.dumps(job),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
     )
     if done.returncode != 0:
         raise RuntimeError(f"child {job['kind']} failed: {done.stderr[-3000:]}")

@@ -1,39 +1,64 @@
-"""Timing, memory and result helpers shared by the scenarios.
+"""Timing, event loops, memory and result helpers shared by the scenarios.
 
 Every figure is a ratio against a baseline run side by side in the same process: variants are run
-in alternating order (ABC, BCA, CAB, ...) for several rounds and each is summarised by its median
-and its best, so a burst of load from elsewhere on the machine hits all of them alike.
+in alternating order (ABC, BCA, CAB, ...) for several rounds and each is summarised by its median,
+so a burst of load from elsewhere on the machine hits all of them alike. Each run gets a fresh event
+loop of the kind it names (asyncio's own or uvloop's).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import platform
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime
 from importlib import metadata
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = [
     "FAST_DIR",
+    "LOOPS",
     "Timings",
     "alternate",
+    "clock",
     "environment",
     "peak_rss",
     "reset_peak_rss",
     "rss",
+    "run_on",
     "target",
 ]
+
+T = TypeVar("T")
 
 #: Where downloaded files go when the disk must not be what is measured (tmpfs: fsync is free there).
 FAST_DIR = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()  # noqa: S108
 
+#: The event loops every scenario runs on, reported separately.
+LOOPS = ("asyncio", "uvloop")
+
 Measure = Callable[[], float]
 """Runs one variant once and returns the seconds of the part being measured."""
+
+
+def run_on(loop: str, coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to completion on a fresh event loop: ``"asyncio"`` or ``"uvloop"``."""
+    if loop == "asyncio":
+        factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    elif loop == "uvloop":
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    else:
+        coro.close()
+        raise ValueError(f"unknown event loop {loop!r} (one of {', '.join(LOOPS)})")
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(coro)
 
 
 class Timings:
@@ -44,9 +69,6 @@ class Timings:
 
     def median(self, name: str) -> float:
         return statistics.median(self.runs[name])
-
-    def best(self, name: str) -> float:
-        return min(self.runs[name])
 
     def ratio(self, name: str, baseline: str) -> float:
         """How many times faster ``name`` is than ``baseline`` (medians; above 1 is faster)."""
@@ -70,9 +92,19 @@ def alternate(variants: Mapping[str, Measure], rounds: int) -> Timings:
     return Timings(runs)
 
 
-def target(name: str, wanted: str, value: float, met: bool, *, unit: str = "", note: str = "") -> dict[str, Any]:
-    """One row of the results table."""
-    return {"name": name, "target": wanted, "value": round(value, 4), "unit": unit, "met": met, "note": note}
+def target(
+    name: str, wanted: str, value: float, met: bool, *, loop: str = "", unit: str = "", note: str = ""
+) -> dict[str, Any]:
+    """One row of the results table; ``wanted`` starting with "report" means no target (just reported)."""
+    return {
+        "name": name,
+        "loop": loop,
+        "target": wanted,
+        "value": round(value, 4),
+        "unit": unit,
+        "met": met,
+        "note": note,
+    }
 
 
 def _status_kib(field: str) -> int:
@@ -118,8 +150,8 @@ def environment() -> dict[str, Any]:
         "versions": {
             name: _version(name)
             for name in (
-                *("audian-fax-async", "httpx2", "httpcore2", "anyio", "aiohttp", "cattrs"),
-                *("uvicorn", "uvloop", "httptools"),
+                *("audian-fax-async", "httpx2", "httpcore2", "h11", "anyio", "aiohttp", "uvloop"),
+                *("tenacity", "cattrs", "uvicorn", "httptools"),
             )
         },
     }

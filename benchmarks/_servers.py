@@ -19,15 +19,18 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx2
 
-from audian_fax_async.emulator import AdminClient
+if TYPE_CHECKING:
+    from audian_fax_async.emulator import AdminClient
 
-__all__ = ["Backend", "EmulatorProcess", "Nginx", "ensure_nginx", "write_document"]
+__all__ = ["Backend", "EmulatorProcess", "Nginx", "backend", "ensure_nginx", "write_document"]
 
 NGINX = "/usr/sbin/nginx"
+#: Debian's echo module (``libnginx-mod-http-echo``): ``echo_sleep`` adds a download's latency.
+_ECHO_MODULE = "/usr/lib/nginx/modules/ngx_http_echo_module.so"
 
 
 def free_port() -> int:
@@ -86,6 +89,8 @@ class EmulatorProcess:
             self._proc = None
 
     def admin(self) -> AdminClient:
+        from audian_fax_async.emulator import AdminClient
+
         return AdminClient(self.admin_url, timeout=300)
 
     def add_faxes(self, key: str, count: int, size: int) -> list[str]:
@@ -103,26 +108,29 @@ class EmulatorProcess:
             return admin.stats(key)
 
 
-def ensure_nginx() -> str:
-    """The nginx binary, installing Debian's ``nginx-light`` with apt-get if it is missing (needs root)."""
-    if os.access(NGINX, os.X_OK):
-        return NGINX
-    found = shutil.which("nginx")
-    if found:
-        return found
+def ensure_nginx(*, echo: bool = False) -> str:
+    """The nginx binary (and Debian's echo module when ``echo``), installed with apt-get if missing (as root)."""
+    binary = NGINX if os.access(NGINX, os.X_OK) else shutil.which("nginx")
+    missing = [] if binary else ["nginx"]
+    if echo and not os.path.exists(_ECHO_MODULE):
+        missing.append("libnginx-mod-http-echo")
+    if not missing:
+        assert binary is not None
+        return binary
     if os.geteuid() != 0:
-        raise RuntimeError("nginx is not installed and this is not root: apt-get install nginx-light")
+        raise RuntimeError(f"not installed, and this is not root: apt-get install {' '.join(missing)}")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for _ in range(30):  # another apt may hold the lock for a while
-        done = subprocess.run(["apt-get", "install", "-y", "-q", "nginx-light"], env=env, capture_output=True)
+        done = subprocess.run(["apt-get", "install", "-y", "-q", *missing], env=env, capture_output=True)
         if done.returncode == 0:
             break
         if b"lock" not in done.stderr:
             subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True)
         time.sleep(2)
-    if not os.access(NGINX, os.X_OK):
-        raise RuntimeError("could not install nginx-light")
-    return NGINX
+    binary = NGINX if os.access(NGINX, os.X_OK) else shutil.which("nginx")
+    if binary is None or (echo and not os.path.exists(_ECHO_MODULE)):
+        raise RuntimeError(f"could not install {' '.join(missing)}")
+    return binary
 
 
 _CONF = """
@@ -179,8 +187,6 @@ http {{
     }}
 }}
 """
-#: Debian's echo module (a dependency of nginx-light): ``echo_sleep`` adds a download's latency.
-_ECHO_MODULE = "/usr/lib/nginx/modules/ngx_http_echo_module.so"
 
 
 def _download_location(latency: float, max_downloads: int | None) -> tuple[str, str]:
@@ -221,7 +227,7 @@ class Nginx:
         self.base_url = ""
 
     def __enter__(self) -> Nginx:
-        binary = ensure_nginx()
+        binary = ensure_nginx(echo=self._latency > 0)
         for sub in ("docs", "tmp"):
             (self.root / sub).mkdir()
         os.chmod(self.root, 0o755)  # noqa: S103 - nginx's worker process must read the documents

@@ -68,9 +68,9 @@ def run(params: Params) -> dict[str, Any]:
         "params": asdict(params),
         "metrics": {
             "python_startup_ms": round(base * 1000, 1),
-            "httpx_import_ms": round(httpx_s * 1000, 1),
+            "httpx2_import_ms": round(httpx_s * 1000, 1),
             "sdk_import_ms": round(sdk_s * 1000, 1),
-            "sdk_vs_httpx_import": round(ratio, 2),
+            "sdk_vs_httpx2_import": round(ratio, 2),
             "largest_cumulative_imports_s": [[name.strip(), round(s, 4)] for name, s in _importtime()],
         },
         "targets": [

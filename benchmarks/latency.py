@@ -1,24 +1,20 @@
-"""Scenario 1, latency-bound bulk: the API is far away (50 ms added to every response).
+"""Scenario 1, latency-bound bulk: the API is far away (50 ms before every response).
 
-1,000 faxes of about 450 KB: the SDK's ``download_all`` against the reference's sequential
-``requests`` loop and a naive unbounded ``asyncio.gather`` of bare httpx2 downloads (which sleeps
-``Retry-After`` on a 429 and tries again, or it would never finish). Throughput is reported as a
-share of the ideal for 10 slots: 10 / the time of one download alone.
+1,000 faxes of about 450 KB, 10 download slots: the SDK's ``download_all`` on asyncio and on uvloop
+(on its own client, and on ``AiohttpTransport``) beside bare httpx2 and aiohttp loops with 10 workers
+over the same account's URLs. Throughput is reported as a share of the ideal for 10 slots: 10 / the
+time of one download alone, measured in every round beside the runs it is the unit of. Two
+references run once, on asyncio: the sequential ``requests`` loop of the API's own examples, and a
+naive unbounded ``asyncio.gather`` of bare httpx2 downloads (which sleeps ``Retry-After`` on a 429
+and tries again, or it would never finish).
 
 The documents come from nginx, which waits the 50 ms before each one (Debian's echo module) and
 refuses an eleventh download of an account at once with a 429 and ``Retry-After``, as the API does;
-the listing comes from the emulator behind it, with the same 50 ms. Served by the emulator itself
-(Python, on the same two cores as the client), ten concurrent downloads delayed each answer by a
-few milliseconds more than one alone: the lightest client possible, a bare aiohttp loop, reached
-only 93-95% of that ideal, so the target measured the server. The SDK downloading from the emulator
-directly still runs in every round, against its own probe, and is reported.
-
-The time of one download alone is measured in every round, beside the runs it is the unit of (a
-slower machine for a minute slows both). Files go to ``FAST_DIR`` (tmpfs) as in scenarios 2 to 5:
+the listing comes from the emulator behind it, with the same 50 ms. Files go to ``FAST_DIR`` (tmpfs):
 what this scenario measures is whether the client keeps its 10 slots busy, and this machine's disk
-(ext4 on a virtual disk) costs any client 1.3-2 ms of kernel CPU per document written, and stalls
-now and then. The SDK writing to the disk (the system's temporary folder, fsync and all) runs beside
-the others in every round and is reported next to the target.
+(ext4 on a virtual disk) costs any client 1-2 ms of kernel CPU per document written and stalls now
+and then. The SDK writing to that disk (the system's temporary folder) runs beside the others in
+every round, on asyncio, and is reported.
 """
 
 from __future__ import annotations
@@ -33,17 +29,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
-from attrs import asdict, evolve, frozen
+from attrs import asdict, frozen
 
-from audian_fax_async import AiohttpTransport
-
-from ._baselines import aiohttp_loop, httpx_loop, sdk_download_all
-from ._harness import FAST_DIR, Measure, alternate, clock, target
+from ._baselines import aiohttp_loop, httpx_loop, sdk_stack_download_all
+from ._harness import FAST_DIR, LOOPS, Measure, alternate, clock, run_on, target
 from ._servers import Backend, backend
 
 NAME = "latency"
 TITLE = "1. Latency-bound bulk"
 SLOTS = 10
+#: The clients run on every loop, and the one run on asyncio only (writing to the disk).
+CLIENTS = ("sdk", "sdk_aiohttp", "httpx2_10", "aiohttp_10")
+SDK_KINDS = ("sdk", "sdk_aiohttp", "sdk_disk")
 
 
 @frozen
@@ -51,25 +48,18 @@ class Params:
     faxes: int = 1000
     size: int = 460_800
     latency: float = 0.05
-    requests_faxes: int = 1000
+    gather_faxes: int = 300
+    requests_faxes: int = 100
     probes: int = 10
-    rounds: int = 5
+    rounds: int = 4
     workdir: str = FAST_DIR
     disk_dir: str = tempfile.gettempdir()
     nginx: bool = True
+    loops: tuple[str, ...] = LOOPS
 
 
 FULL = Params()
-TINY = Params(faxes=12, size=20_000, latency=0.01, requests_faxes=4, probes=3, rounds=1, nginx=False)
-
-#: The runs alternated in every round: the ideal's unit, the SDK (and on AiohttpTransport), bare
-#: httpx2 and bare aiohttp loops with 10 slots (the lightest client there is: what this server allows
-#: any client), and the SDK writing to the disk.
-VARIANTS = ("probe", "sdk", "sdk_aiohttp", "httpx_10", "aiohttp_10", "sdk_disk", "probe_emulator", "sdk_emulator")
-#: The variants that download from the emulator directly (the others from nginx, when it is used).
-FROM_EMULATOR = ("probe_emulator", "sdk_emulator")
-#: The variants that are clients (not probes).
-CLIENTS = tuple(kind for kind in VARIANTS if not kind.startswith("probe"))
+TINY = Params(faxes=12, size=20_000, latency=0.01, gather_faxes=8, requests_faxes=4, probes=3, rounds=1, nginx=False)
 
 
 def _one_download_time(base_url: str, key: str, ids: list[str]) -> float:
@@ -105,7 +95,7 @@ async def _naive_gather(server: Backend, key: str, ids: list[str], dest: Path) -
 
 
 def _requests_loop(server: Backend, key: str, count: int, dest: Path) -> int:
-    """The reference's loop: list pages by offset, then download each fax in turn."""
+    """The API examples' loop: list pages by offset, then download each fax in turn."""
     import requests
 
     done = 0
@@ -131,157 +121,133 @@ def _requests_loop(server: Backend, key: str, count: int, dest: Path) -> int:
 
 
 def run(params: Params) -> dict[str, Any]:
-    try:
-        import requests  # noqa: F401
-    except ImportError:  # pragma: no cover - requests is in the dev extra
-        have_requests = False
-    else:
-        have_requests = True
     work = Path(tempfile.mkdtemp(prefix="bench-latency-", dir=params.workdir))
     disk = Path(tempfile.mkdtemp(prefix="bench-latency-disk-", dir=params.disk_dir))
+    variants_of = [(loop, kind) for loop in params.loops for kind in CLIENTS] + [(params.loops[0], "sdk_disk")]
     try:
         with backend(nginx=params.nginx, latency=params.latency, max_downloads=SLOTS) as server:
             probe = server.add_account("lat-probe", params.probes, params.size)
-            server.add_account("lat-gather", params.faxes, params.size)
-            gather_ids = [f["id"] for f in _list_all(server, "lat-gather")]
-
-            # The variants alternate (rotating order) over ``rounds``, each run on an account of its
-            # own, so no run finds documents the emulator has already produced.
+            # Every run downloads an account of its own (created before, dropped after it), so no run
+            # finds what another left, and the emulator's state does not grow round after round.
             refused: dict[str, int] = {}
-            probes: dict[str, list[float]] = {"probe": [], "probe_emulator": []}
+            probes: list[float] = []
             runs = itertools.count()
 
-            def measure(kind: str) -> Measure:
-                def one_run() -> float:
-                    if kind in probes:
-                        base = server.emulator.base_url if kind in FROM_EMULATOR else server.base_url
-                        probes[kind].append(_one_download_time(base, "lat-probe", probe))
-                        return probes[kind][-1]
-                    key = f"lat-{kind}-{next(runs)}"
-                    server.add_account(key, params.faxes, params.size)
-                    dest = (disk if kind == "sdk_disk" else work) / key
-                    dest.mkdir()
-                    job = _job(server, kind, key, dest)
-                    start = clock()
-                    asyncio.run(job)
-                    elapsed = clock() - start
-                    refused[kind] = refused.get(kind, 0) + server.refused(key)
-                    # Every run adds 1,000 faxes to the emulator: kept, they made its heap (and its
-                    # garbage collector's passes) grow round after round, slowing later rounds.
-                    server.drop_account(key)
-                    shutil.rmtree(dest, ignore_errors=True)
-                    return elapsed
+            def one_run(loop: str, kind: str, faxes: int, name: str | None) -> float:
+                key = f"lat-{kind}-{next(runs)}"
+                server.add_account(key, faxes, params.size)
+                dest = (disk if kind == "sdk_disk" else work) / key
+                dest.mkdir()
+                job = _job(server, kind, key, dest)
+                start = clock()
+                run_on(loop, job)
+                elapsed = clock() - start
+                if name is not None:
+                    refused[name] = refused.get(name, 0) + server.refused(key)
+                server.drop_account(key)
+                shutil.rmtree(dest, ignore_errors=True)
+                return elapsed
 
-                return one_run
+            def probe_run() -> float:
+                probes.append(_one_download_time(server.base_url, "lat-probe", probe))
+                return probes[-1]
 
-            # One untimed run of each client first: the first FaxClient of a process imports and builds
-            # what later ones reuse (scenario 7 measures imports), which is not throughput.
-            warm = evolve(params, faxes=min(params.faxes, 20))
-            for kind in CLIENTS:
-                _warm_up(server, kind, warm, work)
-            timings = alternate({kind: measure(kind) for kind in VARIANTS}, params.rounds)
-            one = timings.median("probe")
-            ideal = SLOTS / one
-            ideal_emulator = SLOTS / timings.median("probe_emulator")
+            def measure(loop: str, kind: str) -> Measure:
+                return lambda: one_run(loop, kind, params.faxes, f"{loop}/{kind}")
 
+            # One untimed run of each first: the first FaxClient of a process imports and builds what
+            # later ones reuse (scenario 7 measures imports), which is not throughput.
+            for loop, kind in variants_of:
+                one_run(loop, kind, min(params.faxes, 20), None)
+            variants: dict[str, Measure] = {"probe": probe_run}
+            variants.update({f"{loop}/{kind}": measure(loop, kind) for loop, kind in variants_of})
+            timings = alternate(variants, params.rounds)
+            ideal = SLOTS / timings.median("probe")
+
+            gather_ids = server.add_account("lat-gather", params.gather_faxes, params.size)
             (work / "gather").mkdir()
             start = clock()
             asyncio.run(_naive_gather(server, "lat-gather", gather_ids, work / "gather"))
-            gather_s = clock() - start
+            gather_rate = params.gather_faxes / (clock() - start)
             gather_429 = server.refused("lat-gather")
 
-            requests_rate = None
-            if have_requests:
-                server.add_account("lat-requests", params.requests_faxes, params.size)
-                (work / "requests").mkdir()
-                start = clock()
-                done = _requests_loop(server, "lat-requests", params.requests_faxes, work / "requests")
-                requests_rate = done / (clock() - start)
+            server.add_account("lat-requests", params.requests_faxes, params.size)
+            (work / "requests").mkdir()
+            start = clock()
+            done = _requests_loop(server, "lat-requests", params.requests_faxes, work / "requests")
+            requests_rate = done / (clock() - start)
     finally:
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(disk, ignore_errors=True)
 
-    def share(kind: str) -> float:
-        return params.faxes / timings.median(kind) / (ideal_emulator if kind in FROM_EMULATOR else ideal)
+    def share(name: str) -> float:
+        return params.faxes / timings.median(name) / ideal
 
-    sdk_rate = params.faxes / timings.median("sdk")
-    gather_rate = params.faxes / gather_s
     metrics: dict[str, Any] = {
         "server": "nginx (documents, 50 ms and the 10-download limit), emulator (listing)"
         if params.nginx
         else "emulator",
-        "one_download_s": round(one, 4),
-        "one_download_s_per_round": [round(p, 4) for p in probes["probe"]],
+        "one_download_s": round(timings.median("probe"), 4),
+        "one_download_s_per_round": [round(p, 4) for p in probes],
         "ideal_faxes_per_s": round(ideal, 2),
-        "emulator_one_download_s": round(SLOTS / ideal_emulator, 4),
-        "emulator_ideal_faxes_per_s": round(ideal_emulator, 2),
     }
-    for kind in CLIENTS:
-        unit = ideal_emulator if kind in FROM_EMULATOR else ideal
-        metrics[f"{kind}_faxes_per_s"] = round(params.faxes / timings.median(kind), 2)
-        metrics[f"{kind}_share_of_ideal"] = round(share(kind), 3)
-        metrics[f"{kind}_share_per_round"] = [round(params.faxes / t / unit, 3) for t in timings.runs[kind]]
-        metrics[f"{kind}_429"] = refused[kind]
-    metrics["sdk_vs_httpx_10"] = round(timings.ratio("sdk", "httpx_10"), 3)
-    metrics["sdk_vs_aiohttp_10"] = round(timings.ratio("sdk", "aiohttp_10"), 3)
-    metrics["gather_faxes_per_s"] = round(gather_rate, 2)
-    metrics["gather_share_of_ideal"] = round(gather_rate / ideal, 3)
-    metrics["gather_429"] = gather_429
-    metrics["sdk_vs_gather"] = round(sdk_rate / gather_rate, 2)
-    if requests_rate is not None:
-        metrics["requests_faxes_per_s"] = round(requests_rate, 2)
-        metrics["requests_share_of_ideal"] = round(requests_rate / ideal, 3)
-        metrics["requests_429"] = 0
-        metrics["sdk_vs_requests"] = round(sdk_rate / requests_rate, 2)
-    sdk_429 = sum(refused[k] for k in ("sdk", "sdk_aiohttp", "sdk_disk", "sdk_emulator"))
-
-    def share_target(name: str, kind: str) -> dict[str, Any]:
-        return target(name, "≥ 95%", share(kind) * 100, share(kind) >= 0.95, unit="%")
-
-    return {
-        "params": asdict(params),
-        "runs": timings.to_json(),
-        "metrics": metrics,
-        "targets": [
-            share_target("SDK throughput, share of the ideal for 10 slots", "sdk"),
-            target("429s provoked by the SDK (every SDK run)", "0", sdk_429, sdk_429 == 0),
-            share_target("SDK on AiohttpTransport, share of the ideal for 10 slots", "sdk_aiohttp"),
-            target(
-                "SDK writing to this machine's disk (ext4, virtual), share of the ideal",
-                "report (no target)",
-                share("sdk_disk") * 100,
-                True,
-                unit="%",
-            ),
-            target(
-                "SDK downloading from the emulator itself, share of the emulator's ideal",
-                "report (no target)",
-                share("sdk_emulator") * 100,
-                True,
-                unit="%",
-            ),
-        ],
+    for loop in params.loops:
+        numbers: dict[str, Any] = {}
+        for loop_of, kind in variants_of:
+            if loop_of != loop:
+                continue
+            name = f"{loop}/{kind}"
+            numbers[f"{kind}_faxes_per_s"] = round(params.faxes / timings.median(name), 2)
+            numbers[f"{kind}_share_of_ideal"] = round(share(name), 4)
+            numbers[f"{kind}_share_per_round"] = [round(params.faxes / t / ideal, 3) for t in timings.runs[name]]
+            numbers[f"{kind}_429"] = refused[name]
+        numbers["sdk_vs_httpx2_10"] = round(timings.ratio(f"{loop}/sdk", f"{loop}/httpx2_10"), 3)
+        numbers["sdk_vs_aiohttp_10"] = round(timings.ratio(f"{loop}/sdk", f"{loop}/aiohttp_10"), 3)
+        metrics[loop] = numbers
+    metrics["references (asyncio)"] = {
+        "gather_faxes": params.gather_faxes,
+        "gather_faxes_per_s": round(gather_rate, 2),
+        "gather_share_of_ideal": round(gather_rate / ideal, 3),
+        "gather_429": gather_429,
+        "requests_faxes": params.requests_faxes,
+        "requests_faxes_per_s": round(requests_rate, 2),
+        "requests_share_of_ideal": round(requests_rate / ideal, 3),
     }
+
+    targets: list[dict[str, Any]] = []
+    for loop in params.loops:
+        sdk_429 = sum(
+            count for name, count in refused.items() if _split(name)[0] == loop and _split(name)[1] in SDK_KINDS
+        )
+        targets += [
+            target("SDK, share of the ideal for 10 slots", "≥ 95%", share(f"{loop}/sdk") * 100,
+                   share(f"{loop}/sdk") >= 0.95, loop=loop, unit="%"),
+            target("429s provoked by the SDK (every SDK run)", "0", sdk_429, sdk_429 == 0, loop=loop),
+            target("SDK on AiohttpTransport, share of the ideal", "report (no target)",
+                   share(f"{loop}/sdk_aiohttp") * 100, True, loop=loop, unit="%"),
+            target("bare aiohttp loop, 10 workers, share of the ideal (what the server allows)",
+                   "report (no target)", share(f"{loop}/aiohttp_10") * 100, True, loop=loop, unit="%"),
+        ]  # fmt: skip
+    disk_name = f"{params.loops[0]}/sdk_disk"
+    targets.append(
+        target("SDK writing to this machine's disk (ext4, virtual), share of the ideal", "report (no target)",
+               share(disk_name) * 100, True, loop=params.loops[0], unit="%")
+    )  # fmt: skip
+    return {"params": asdict(params), "timings": timings.to_json(), "metrics": metrics, "targets": targets}
+
+
+def _split(name: str) -> tuple[str, str]:
+    loop, _, kind = name.partition("/")
+    return loop, kind
 
 
 def _job(server: Backend, kind: str, key: str, dest: Path) -> Coroutine[Any, Any, int]:
-    """One run of a variant other than the probe, downloading account ``key`` into ``dest``."""
-    if kind in ("httpx_10", "aiohttp_10"):
+    """One run of a client, downloading account ``key`` into ``dest`` (baselines: listed beforehand)."""
+    if kind in ("httpx2_10", "aiohttp_10"):
         urls = [server.download_url(f["id"]) for f in _list_all(server, key)]
-        return (httpx_loop if kind == "httpx_10" else aiohttp_loop)(urls, key, dest, SLOTS)
-    transport = AiohttpTransport() if kind == "sdk_aiohttp" else None
-    base = server.emulator.base_url if kind in FROM_EMULATOR else server.base_url
-    return sdk_download_all(base, key, dest, SLOTS, transport=transport)
-
-
-def _warm_up(server: Backend, kind: str, params: Params, work: Path) -> None:
-    key = f"lat-warm-{kind}"
-    server.add_account(key, params.faxes, params.size)
-    dest = work / key
-    dest.mkdir()
-    asyncio.run(_job(server, kind, key, dest))
-    server.drop_account(key)
-    shutil.rmtree(dest, ignore_errors=True)
+        return (httpx_loop if kind == "httpx2_10" else aiohttp_loop)(urls, key, dest, SLOTS)
+    stack = "sdk" if kind == "sdk_disk" else kind
+    return sdk_stack_download_all(stack, server.base_url, key, dest, SLOTS)
 
 
 def _list_all(server: Backend, key: str) -> list[dict[str, Any]]:

@@ -1,8 +1,9 @@
 """``python -m benchmarks.run``: run the scenarios, write ``results/<name>.json`` and the README table.
 
-    python -m benchmarks.run                    # every scenario, full size (about 10 minutes)
-    python -m benchmarks.run --only overhead    # one scenario (names: see --help)
-    python -m benchmarks.run --tiny             # seconds: what the test suite runs, no nginx
+    python -m benchmarks.run                        # every scenario, full size, asyncio and uvloop
+    python -m benchmarks.run --only overhead big    # some scenarios (names: see --help)
+    python -m benchmarks.run --loops uvloop         # one event loop only
+    python -m benchmarks.run --tiny                 # seconds: what the test suite runs, no nginx
 
 The table in ``benchmarks/README.md`` is rebuilt from every JSON file in ``results/`` (so running one
 scenario refreshes its rows and keeps the others). Tiny runs never touch the results or the README.
@@ -18,8 +19,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import attrs
+
 from . import accounts, big, imports, latency, listing, overhead, scale
-from ._harness import environment
+from ._harness import LOOPS, environment
 
 __all__ = ["SCENARIOS", "check_result", "main", "render_table", "run_scenario"]
 
@@ -32,11 +35,14 @@ README = HERE / "README.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
-def run_scenario(name: str, *, tiny: bool = False) -> dict[str, Any]:
-    """Run one scenario (its FULL or TINY parameters) and return its result, checked."""
+def run_scenario(name: str, *, tiny: bool = False, loops: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Run one scenario (its FULL or TINY parameters, on ``loops`` if given) and return its result, checked."""
     module = SCENARIOS[name]
+    params = module.TINY if tiny else module.FULL
+    if loops is not None and "loops" in attrs.fields_dict(type(params)):
+        params = attrs.evolve(params, loops=loops)
     started = time.perf_counter()
-    result: dict[str, Any] = module.run(module.TINY if tiny else module.FULL)
+    result: dict[str, Any] = module.run(params)
     result = {
         "scenario": name,
         "title": module.TITLE,
@@ -56,7 +62,7 @@ def check_result(result: dict[str, Any]) -> None:
     if not result["targets"]:
         raise ValueError("a scenario reports at least one target row")
     for row in result["targets"]:
-        if set(row) != {"name", "target", "value", "unit", "met", "note"}:
+        if set(row) != {"name", "loop", "target", "value", "unit", "met", "note"}:
             raise ValueError(f"bad target row {row!r}")
         if not isinstance(row["met"], bool) or not isinstance(row["value"], int | float):
             raise ValueError(f"bad target row {row!r}")
@@ -71,9 +77,21 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+def _details(metrics: dict[str, Any]) -> list[str]:
+    """A scenario's figures: shared ones on one line, then one line per event loop (nested dicts)."""
+    shared = [f"`{k}` {_fmt(v)}" for k, v in metrics.items() if not isinstance(v, dict)]
+    lines = [", ".join(shared)] if shared else []
+    lines += [
+        f"- {group}: " + ", ".join(f"`{k}` {_fmt(v)}" for k, v in values.items())
+        for group, values in metrics.items()
+        if isinstance(values, dict)
+    ]
+    return lines
+
+
 def render_table(results: list[dict[str, Any]]) -> str:
     """The README's results block: targets met or missed, then each scenario's side-by-side figures."""
-    lines = ["| Scenario | Measure | Target | Result | |", "|---|---|---|---|---|"]
+    lines = ["| Scenario | Measure | Loop | Target | Result | |", "|---|---|---|---|---|---|"]
     for result in results:
         for row in result["targets"]:
             mark = "met" if row["met"] else "**missed**"
@@ -81,15 +99,18 @@ def render_table(results: list[dict[str, Any]]) -> str:
                 mark = "reported"
             # Four digits: a result just under its bar (94.97% against 95%) must not read as the bar.
             value = f"{_fmt(row['value'], 4)} {row['unit']}".strip()
-            lines.append(f"| {result['title']} | {row['name']} | {row['target']} | {value} | {mark} |")
+            lines.append(
+                f"| {result['title']} | {row['name']} | {row['loop'] or '-'} | {row['target']} | {value} | {mark} |"
+            )
     lines.append("")
     for result in results:
         env = result["environment"]
         lines.append(
             f"**{result['title']}** ({env['date']}, Python {env['python']}, {env['cores']} cores, "
-            f"load {env['load_avg_1m']}, {result['duration_s']} s): "
-            + ", ".join(f"`{k}` {_fmt(v)}" for k, v in result["metrics"].items())
+            f"load {env['load_avg_1m']}, {result['duration_s']} s)"
         )
+        lines.append("")
+        lines += _details(result["metrics"])
         lines.append("")
     versions = results[0]["environment"]["versions"] if results else {}
     lines.append("Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
@@ -110,20 +131,24 @@ def _write_readme(results: list[dict[str, Any]]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0])
     parser.add_argument("--only", nargs="+", choices=list(SCENARIOS), help="run only these scenarios")
+    parser.add_argument("--loops", nargs="+", choices=LOOPS, help="run only on these event loops")
     parser.add_argument("--tiny", action="store_true", help="tiny sizes (seconds); results are not saved")
     args = parser.parse_args(argv)
+    loops = tuple(args.loops) if args.loops else None
     names = args.only or list(SCENARIOS)
     failed = False
     for name in names:
         print(f"== {SCENARIOS[name].TITLE}", flush=True)
         try:
-            result = run_scenario(name, tiny=args.tiny)
+            result = run_scenario(name, tiny=args.tiny, loops=loops)
         except Exception as exc:  # one broken scenario must not hide the others' numbers
             print(f"   FAILED: {type(exc).__name__}: {exc}", flush=True)
             failed = True
             continue
         for row in result["targets"]:
-            print(f"   {row['name']}: {_fmt(row['value'], 4)} {row['unit']} (target {row['target']})", flush=True)
+            where = f" [{row['loop']}]" if row["loop"] else ""
+            value = f"{_fmt(row['value'], 4)} {row['unit']}".strip()
+            print(f"   {row['name']}{where}: {value} (target {row['target']})", flush=True)
         if not args.tiny:
             RESULTS.mkdir(exist_ok=True)
             (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
