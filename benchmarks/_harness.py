@@ -27,6 +27,7 @@ __all__ = [
     "alternate",
     "clock",
     "environment",
+    "params_json",
     "peak_rss",
     "reset_peak_rss",
     "rss",
@@ -155,6 +156,14 @@ def environment() -> dict[str, Any]:
             )
         },
     }
+
+
+def params_json(params: Any) -> dict[str, Any]:
+    """A scenario's attrs parameters as JSON values (tuples as lists)."""
+    import attrs
+
+    data: dict[str, Any] = attrs.asdict(params)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
 
 
 def clock() -> float:

@@ -19,10 +19,10 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
-from attrs import asdict, frozen
+from attrs import frozen
 
 from ._baselines import bare_httpx_client, httpx_loop, sdk_client, sdk_download_all
-from ._harness import FAST_DIR, LOOPS, clock, run_on, target
+from ._harness import FAST_DIR, LOOPS, clock, params_json, run_on, target
 from ._servers import Backend, backend
 
 NAME = "accounts"
@@ -165,7 +165,7 @@ def run(params: Params) -> dict[str, Any]:
                    saturated[f"{loop}/sdk"]["faxes_per_s"], True, loop=loop, unit="faxes/s"),
         ]  # fmt: skip
     return {
-        "params": {**asdict(params), "server": "nginx" if params.nginx else "emulator"},
+        "params": {**params_json(params), "server": "nginx" if params.nginx else "emulator"},
         "metrics": metrics,
         "targets": targets,
     }

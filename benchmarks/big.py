@@ -9,11 +9,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from attrs import asdict, frozen
+from attrs import frozen
 
 from ._baselines import httpx_loop, sdk_stack_download_all
 from ._child import run_child
-from ._harness import FAST_DIR, LOOPS, Measure, alternate, clock, run_on, target
+from ._harness import FAST_DIR, LOOPS, Measure, alternate, clock, params_json, run_on, target
 from ._servers import backend
 
 NAME = "big"
@@ -99,7 +99,7 @@ def run(params: Params) -> dict[str, Any]:
                    growth_mb <= 10, loop=loop, unit="MB"),
         ]  # fmt: skip
     return {
-        "params": {**asdict(params), "server": "nginx" if params.nginx else "emulator"},
+        "params": {**params_json(params), "server": "nginx" if params.nginx else "emulator"},
         "timings": timings.to_json(),
         "metrics": metrics,
         "targets": targets,

@@ -12,9 +12,9 @@ import sys
 import time
 from typing import Any
 
-from attrs import asdict, frozen
+from attrs import frozen
 
-from ._harness import target
+from ._harness import params_json, target
 
 NAME = "imports"
 TITLE = "7. Import time"
@@ -65,7 +65,7 @@ def run(params: Params) -> dict[str, Any]:
     sdk_s = statistics.median(runs["sdk"]) - base
     ratio = sdk_s / httpx_s if httpx_s > 0 else float("inf")
     return {
-        "params": asdict(params),
+        "params": params_json(params),
         "metrics": {
             "python_startup_ms": round(base * 1000, 1),
             "httpx2_import_ms": round(httpx_s * 1000, 1),

@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
-from attrs import asdict, frozen
+from attrs import frozen
 
 from ._baselines import aiohttp_loop, httpx_loop, sdk_stack_download_all
-from ._harness import FAST_DIR, LOOPS, Measure, alternate, clock, run_on, target
+from ._harness import FAST_DIR, LOOPS, Measure, alternate, clock, params_json, run_on, target
 from ._servers import Backend, backend
 
 NAME = "latency"
@@ -233,7 +233,7 @@ def run(params: Params) -> dict[str, Any]:
         target("SDK writing to this machine's disk (ext4, virtual), share of the ideal", "report (no target)",
                share(disk_name) * 100, True, loop=params.loops[0], unit="%")
     )  # fmt: skip
-    return {"params": asdict(params), "timings": timings.to_json(), "metrics": metrics, "targets": targets}
+    return {"params": params_json(params), "timings": timings.to_json(), "metrics": metrics, "targets": targets}
 
 
 def _split(name: str) -> tuple[str, str]:

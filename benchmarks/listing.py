@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import httpx2
-from attrs import asdict, frozen
+from attrs import frozen
 
-from ._harness import LOOPS, Measure, alternate, clock, run_on, target
+from ._harness import LOOPS, Measure, alternate, clock, params_json, run_on, target
 from ._servers import backend
 
 if TYPE_CHECKING:
@@ -167,7 +167,7 @@ def run(params: Params) -> dict[str, Any]:
                    unit="x")
         )  # fmt: skip
     return {
-        "params": asdict(params),
+        "params": params_json(params),
         "timings": {**conv.to_json(), **walks.to_json()},
         "metrics": metrics,
         "targets": targets,

@@ -19,10 +19,10 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from attrs import asdict, frozen
+from attrs import frozen
 
 from ._baselines import BASELINES, SDK_STACKS, sdk_stack_download_all
-from ._harness import FAST_DIR, LOOPS, Measure, alternate, clock, run_on, target
+from ._harness import FAST_DIR, LOOPS, Measure, alternate, clock, params_json, run_on, target
 from ._servers import Backend, backend
 
 NAME = "overhead"
@@ -133,7 +133,7 @@ def run(params: Params) -> dict[str, Any]:
                    loop=loop, unit="x"),
         ]  # fmt: skip
     return {
-        "params": {**asdict(params), "server": "nginx" if params.nginx else "emulator"},
+        "params": {**params_json(params), "server": "nginx" if params.nginx else "emulator"},
         "timings": timings.to_json(),
         "metrics": metrics,
         "targets": targets,

@@ -13,10 +13,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from attrs import asdict, frozen
+from attrs import frozen
 
 from ._child import run_child
-from ._harness import FAST_DIR, LOOPS, target
+from ._harness import FAST_DIR, LOOPS, params_json, target
 from ._servers import backend
 
 NAME = "scale"
@@ -86,7 +86,7 @@ def run(params: Params) -> dict[str, Any]:
             target("CPU seconds per 1,000 faxes", "report (no target)", per_1000, True, loop=loop, unit="s"),
         ]  # fmt: skip
     return {
-        "params": {**asdict(params), "server": "nginx" if params.nginx else "emulator"},
+        "params": {**params_json(params), "server": "nginx" if params.nginx else "emulator"},
         "metrics": metrics,
         "targets": targets,
     }
