@@ -1,5 +1,7 @@
 """An in-memory inbox that answers ``GET /fax/received`` and ``PUT /fax/received/{id}`` like the API.
 
+It is mounted on a respx router, so it sees and answers with respx's models (httpx's classes).
+
 List semantics (from the reference): newest first by ``received_at`` (ties broken by ``id``,
 descending), inclusive ``from_date``/``to_date``, ``status`` and ``from_number`` filters,
 ``limit``/``offset`` paging, and ``total`` counting every match.
@@ -13,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
 
-import httpx2
+import httpx
 import respx
 
 T0 = datetime(2024, 2, 4, 13, 15, tzinfo=UTC)
@@ -53,7 +55,7 @@ class FakeInbox:
 
     def __init__(self) -> None:
         self.faxes: dict[str, dict[str, Any]] = {}
-        self.list_requests: list[httpx2.QueryParams] = []
+        self.list_requests: list[httpx.QueryParams] = []
         #: Called after each list page is computed (before it is returned): the place to change the inbox.
         self.after_list: Callable[[FakeInbox], None] | None = None
 
@@ -78,7 +80,7 @@ class FakeInbox:
         self.faxes[fax_id]["status"] = status
         self.faxes[fax_id]["processed"] = status != "received"
 
-    def matching(self, params: httpx2.QueryParams) -> list[dict[str, Any]]:
+    def matching(self, params: httpx.QueryParams) -> list[dict[str, Any]]:
         found = list(self.faxes.values())
         if "status" in params:
             found = [f for f in found if f["status"] == params["status"]]
@@ -92,7 +94,7 @@ class FakeInbox:
             found = [f for f in found if _parse(f["received_at"]) <= upper]
         return sorted(found, key=lambda f: (_parse(f["received_at"]), f["id"]), reverse=True)
 
-    def handle_list(self, request: httpx2.Request) -> httpx2.Response:
+    def handle_list(self, request: httpx.Request) -> httpx.Response:
         params = request.url.params
         self.list_requests.append(params)
         limit = int(params.get("limit", "20"))
@@ -106,14 +108,14 @@ class FakeInbox:
         }
         if self.after_list is not None:
             self.after_list(self)
-        return httpx2.Response(200, json=body)
+        return httpx.Response(200, json=body)
 
-    def handle_update(self, request: httpx2.Request) -> httpx2.Response:
+    def handle_update(self, request: httpx.Request) -> httpx.Response:
         fax_id = unquote(request.url.path.rsplit("/", 1)[1])
         if fax_id not in self.faxes:
-            return httpx2.Response(404, json={"error": {"code": "not_found", "message": "no such fax"}})
+            return httpx.Response(404, json={"error": {"code": "not_found", "message": "no such fax"}})
         self.set_status(fax_id, json.loads(request.content)["status"])
-        return httpx2.Response(200, json=self.faxes[fax_id])
+        return httpx.Response(200, json=self.faxes[fax_id])
 
     def mount(self, router: respx.MockRouter) -> None:
         router.get("/fax/received").mock(side_effect=self.handle_list)

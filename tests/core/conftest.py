@@ -1,4 +1,7 @@
-"""Shared fixtures of the core suite: a client that never sleeps, and respx mounted on the API."""
+"""Shared fixtures of the core suite: a client that never sleeps, and respx mounted on the API.
+
+respx answers with its own models, httpx's ``Response``; the SDK sees them through httpx2's transport.
+"""
 
 from __future__ import annotations
 
@@ -53,5 +56,7 @@ async def client(policy: RetryPolicy) -> AsyncIterator[FaxClient]:
 
 @pytest.fixture
 def api() -> Iterator[respx.MockRouter]:
-    with respx.mock(base_url=BASE_URL, assert_all_called=False, assert_all_mocked=True) as router:
+    # respx patches httpcore2's connection pool (the mocker pytest-httpx2 registers): the SDK's
+    # httpx2 client and its transport run as they do in production, only the network is replaced.
+    with respx.mock(using="httpcore2", base_url=BASE_URL, assert_all_called=False, assert_all_mocked=True) as router:
         yield router

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import httpx
 import httpx2
 import pytest
 import respx
@@ -41,7 +42,7 @@ async def test_an_error_message_never_contains_the_key_even_when_the_api_echoes_
     caplog.set_level(logging.DEBUG)
     echo = {"error": {"code": "invalid_token", "message": f"token {API_KEY} is not valid"}}
     api.get("/fax/received/fax_1").respond(401, json=echo)
-    api.get("/fax/received/fax_2").mock(side_effect=[httpx2.Response(503, text=f"upstream said {API_KEY}")] * 2)
+    api.get("/fax/received/fax_2").mock(side_effect=[httpx.Response(503, text=f"upstream said {API_KEY}")] * 2)
 
     with pytest.raises(AuthenticationError) as unauthorized:
         await client.received.get("fax_1")
@@ -58,14 +59,14 @@ async def test_an_error_message_never_contains_the_key_even_when_the_api_echoes_
 
 @pytest.mark.parametrize(
     "failure",
-    [httpx2.ConnectError("refused"), httpx2.ReadTimeout("slow"), httpx2.Response(500), httpx2.Response(404)],
+    [httpx2.ConnectError("refused"), httpx2.ReadTimeout("slow"), httpx.Response(500), httpx.Response(404)],
     ids=["connect", "timeout", "500", "404"],
 )
 async def test_no_failure_puts_the_key_in_a_message_or_log(
     client: FaxClient,
     api: respx.MockRouter,
     caplog: pytest.LogCaptureFixture,
-    failure: httpx2.Response | Exception,
+    failure: httpx.Response | Exception,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     api.get("/fax/received/fax_1").mock(side_effect=[failure] * 4)
@@ -229,7 +230,7 @@ async def test_an_explicit_key_wins_over_the_environment(
 async def test_the_base_url_comes_from_audian_base_url(monkeypatch: pytest.MonkeyPatch, policy: RetryPolicy) -> None:
     monkeypatch.setenv("AUDIAN_BASE_URL", "http://localhost:8099/api/v2")
 
-    with respx.mock(assert_all_called=False) as router:
+    with respx.mock(using="httpcore2", assert_all_called=False) as router:
         route = router.get("http://localhost:8099/api/v2/fax/received/fax_1").respond(200, json=fax_json("fax_1"))
         async with FaxClient(API_KEY, retry_policy=policy) as client:
             await client.received.get("fax_1")

@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import httpx
 import httpx2
 import pytest
 import respx
@@ -18,13 +19,13 @@ from .conftest import API_KEY
 EMPTY_PAGE = {"faxes": [], "total": 0, "limit": 20, "offset": 0}
 
 
-def assert_api_headers(request: httpx2.Request) -> None:
+def assert_api_headers(request: httpx.Request) -> None:
     assert request.headers["X-Auth-Token"] == API_KEY
     assert request.headers["User-Agent"] == f"audian-fax-async/{__version__}"
     assert request.headers["Accept"] == "application/json"
 
 
-def sent_json(request: httpx2.Request) -> Any:
+def sent_json(request: httpx.Request) -> Any:
     assert request.headers["Content-Type"] == "application/json"
     return json.loads(request.content)
 
@@ -149,8 +150,8 @@ async def test_iter_pages_with_page_size_filters_and_a_to_date_keyset(client: Fa
     second = [fax_json("fax_1", newest - timedelta(minutes=2))]
     route = api.get("/fax/received").mock(
         side_effect=[
-            httpx2.Response(200, json={"faxes": first, "total": 3, "limit": 2, "offset": 0}),
-            httpx2.Response(200, json={"faxes": second, "total": 2, "limit": 2, "offset": 0}),
+            httpx.Response(200, json={"faxes": first, "total": 3, "limit": 2, "offset": 0}),
+            httpx.Response(200, json={"faxes": second, "total": 2, "limit": 2, "offset": 0}),
         ]
     )
 

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import httpx2
 import pytest
 import respx
@@ -40,8 +41,8 @@ OK_FAX = fax_json("fax_1")
 BACKOFF = [0.4375, 0.875, 1.75]
 
 
-def failures_then_ok(*failures: httpx2.Response | Exception, ok: Any = OK_FAX) -> list[Any]:
-    return [*failures, httpx2.Response(200, json=ok)]
+def failures_then_ok(*failures: httpx.Response | Exception, ok: Any = OK_FAX) -> list[Any]:
+    return [*failures, httpx.Response(200, json=ok)]
 
 
 # -- counts ------------------------------------------------------------------------------------
@@ -63,7 +64,7 @@ async def test_a_get_succeeds_after_transient_failures(
     client: FaxClient, api: respx.MockRouter, sleeps: RecordingSleep
 ) -> None:
     route = api.get("/fax/received/fax_1").mock(
-        side_effect=failures_then_ok(httpx2.Response(502), httpx2.ReadTimeout("slow"))
+        side_effect=failures_then_ok(httpx.Response(502), httpx2.ReadTimeout("slow"))
     )
 
     fax = await client.received.get("fax_1")
@@ -151,7 +152,7 @@ async def test_backoff_is_capped_at_max_delay(api: respx.MockRouter) -> None:
 async def test_a_retryable_status_is_retried(
     client: FaxClient, api: respx.MockRouter, sleeps: RecordingSleep, status: int
 ) -> None:
-    route = api.get("/fax/received/fax_1").mock(side_effect=failures_then_ok(httpx2.Response(status)))
+    route = api.get("/fax/received/fax_1").mock(side_effect=failures_then_ok(httpx.Response(status)))
 
     await client.received.get("fax_1")
 
@@ -180,7 +181,7 @@ async def test_retry_after_seconds_is_honoured_when_longer_than_the_backoff(
 ) -> None:
     api.get("/fax/received/fax_1").mock(
         side_effect=failures_then_ok(
-            httpx2.Response(429, headers={"Retry-After": "12"}), httpx2.Response(429, headers={"Retry-After": "0"})
+            httpx.Response(429, headers={"Retry-After": "12"}), httpx.Response(429, headers={"Retry-After": "0"})
         )
     )
 
@@ -194,7 +195,7 @@ async def test_retry_after_http_date_is_honoured(
 ) -> None:
     when = email.utils.format_datetime(datetime.now(UTC) + timedelta(seconds=40), usegmt=True)
     api.get("/fax/received/fax_1").mock(
-        side_effect=failures_then_ok(httpx2.Response(429, headers={"Retry-After": when}))
+        side_effect=failures_then_ok(httpx.Response(429, headers={"Retry-After": when}))
     )
 
     await client.received.get("fax_1")
@@ -220,7 +221,7 @@ async def test_a_retry_after_beyond_the_cap_raises_at_once_without_sleeping(
 async def test_retry_after_on_a_503_is_honoured_too(
     client: FaxClient, api: respx.MockRouter, sleeps: RecordingSleep
 ) -> None:
-    api.get("/fax/received/fax_1").mock(side_effect=failures_then_ok(httpx2.Response(503, headers={"Retry-After": "9"})))
+    api.get("/fax/received/fax_1").mock(side_effect=failures_then_ok(httpx.Response(503, headers={"Retry-After": "9"})))
 
     await client.received.get("fax_1")
 
@@ -268,8 +269,8 @@ CREATING_CALLS: list[tuple[str, str, Call, Any]] = [
 IDEMPOTENT_IDS = ["list", "get", "update", "mark_processed", "archive"]
 CREATING_IDS = ["webhooks", "routing", "numbers"]
 SENT_FAILURES = [
-    httpx2.Response(500),
-    httpx2.Response(503),
+    httpx.Response(500),
+    httpx.Response(503),
     httpx2.ReadTimeout("no answer"),
     httpx2.RemoteProtocolError("peer closed"),
     httpx2.ReadError("reset"),
@@ -286,7 +287,7 @@ async def test_get_put_and_archive_are_retried_after_any_transient_failure(
     method: str,
     path: str,
     call: Call,
-    failure: httpx2.Response | Exception,
+    failure: httpx.Response | Exception,
 ) -> None:
     ok = PAGE if path == "/fax/received" else OK_FAX
     route = api.route(method=method, path=path).mock(side_effect=failures_then_ok(failure, ok=ok))
@@ -306,7 +307,7 @@ async def test_a_creating_post_is_not_retried_once_it_may_have_reached_the_serve
     path: str,
     call: Call,
     ok: Any,
-    failure: httpx2.Response | Exception,
+    failure: httpx.Response | Exception,
 ) -> None:
     route = api.route(method=method, path=path).mock(side_effect=failures_then_ok(failure, ok=ok))
 
@@ -356,7 +357,7 @@ async def test_a_creating_post_is_not_retried_after_a_429(
 async def test_the_escape_hatch_retries_a_post_only_when_told_it_is_idempotent(
     client: FaxClient, api: respx.MockRouter
 ) -> None:
-    route = api.post("/fax/thing").mock(side_effect=[httpx2.Response(503), httpx2.Response(503), httpx2.Response(200)])
+    route = api.post("/fax/thing").mock(side_effect=[httpx.Response(503), httpx.Response(503), httpx.Response(200)])
 
     with pytest.raises(InternalServerError):
         await client.request("POST", "fax/thing")
@@ -375,7 +376,7 @@ async def test_each_retry_is_logged_without_the_key(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     api.get("/fax/received/fax_1").mock(
-        side_effect=failures_then_ok(httpx2.Response(503), httpx2.ConnectError(f"refused {API_KEY[:3]}"))
+        side_effect=failures_then_ok(httpx.Response(503), httpx2.ConnectError(f"refused {API_KEY[:3]}"))
     )
 
     await client.received.get("fax_1")

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import anyio
 import pytest
-import pytest_asyncio
 
 from audian_fax_async import FaxClient, RetryPolicy
 from audian_fax_async.emulator import AdminClient, Emulator, EmulatorConfig, EmulatorThread
@@ -44,7 +43,7 @@ def make_client(audian_emulator: Emulator, audian_api_key: str) -> ClientFactory
     return make
 
 
-@pytest_asyncio.fixture
+@pytest.fixture
 async def client(make_client: ClientFactory) -> AsyncIterator[FaxClient]:
     async with make_client() as c:
         yield c

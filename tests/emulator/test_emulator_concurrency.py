@@ -7,12 +7,16 @@ from typing import Any
 
 import anyio
 import httpx2
+import pytest
 from emulator_helpers import error_of
 from starlette.requests import Request
 
 from audian_fax_async.emulator import AdminClient, EmulatorConfig, FaultConfig, run_emulator
 from audian_fax_async.emulator._app import EmulatorCore
 from audian_fax_async.emulator._responses import DocumentResponse
+
+# The emulator serves from its own thread; these tests check it, not the client's loop independence.
+pytestmark = pytest.mark.loops("asyncio")
 
 
 async def wait_until_idle(admin: AdminClient, key: str) -> dict[str, Any]:

@@ -15,6 +15,9 @@ from emulator_helpers import error_of
 from audian_fax_async.emulator import AdminClient, EmulatorConfig, run_emulator
 from audian_fax_async.emulator._documents import DocumentSpec, DocumentStore, build_layout
 
+# The emulator serves from its own thread; these tests check it, not the client's loop independence.
+pytestmark = pytest.mark.loops("asyncio")
+
 
 def pdf_pages(data: bytes) -> int:
     return len(pypdf.PdfReader(io.BytesIO(data), strict=True).pages)

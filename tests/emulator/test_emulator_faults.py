@@ -11,6 +11,9 @@ from emulator_helpers import error_of
 
 from audian_fax_async.emulator import PROFILES, AdminClient, Emulator, FaultConfig, fault_profile
 
+# The emulator serves from its own thread; these tests check it, not the client's loop independence.
+pytestmark = pytest.mark.loops("asyncio")
+
 
 async def a_fax(api: httpx2.AsyncClient) -> dict[str, Any]:
     fax: dict[str, Any] = (await api.get("/fax/received", params={"limit": 1})).json()["faxes"][0]

@@ -11,6 +11,9 @@ from emulator_helpers import error_of
 
 from audian_fax_async.emulator import AdminClient, Emulator
 
+# The emulator serves from its own thread; these tests check it, not the client's loop independence.
+pytestmark = pytest.mark.loops("asyncio")
+
 LIST_FIELDS = {
     "id", "from_number", "from_name", "to_number", "pages", "received_at", "status", "format",
     "file_size", "document_url", "processed",

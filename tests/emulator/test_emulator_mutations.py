@@ -10,6 +10,9 @@ from emulator_helpers import error_of
 
 from audian_fax_async.emulator import AdminClient
 
+# The emulator serves from its own thread; these tests check it, not the client's loop independence.
+pytestmark = pytest.mark.loops("asyncio")
+
 DETAIL_EXTRA = {"duration", "baud_rate", "created_at"}
 
 

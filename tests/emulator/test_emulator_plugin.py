@@ -7,7 +7,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pytest
+
 from audian_fax_async.emulator import AdminClient, Emulator
+
+# The emulator serves from its own thread; these tests check it, not the client's loop independence.
+pytestmark = pytest.mark.loops("asyncio")
 
 if TYPE_CHECKING:
     from audian_fax_async import FaxClient

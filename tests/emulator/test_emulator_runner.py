@@ -18,6 +18,9 @@ import audian_fax_async.emulator as emulator_pkg
 import audian_fax_async.emulator._server as server_module
 from audian_fax_async.emulator import EmulatorConfig, EmulatorThread, emulator_command, fault_profile, run_emulator
 
+# The emulator serves from its own thread; these tests check it, not the client's loop independence.
+pytestmark = pytest.mark.loops("asyncio")
+
 
 def test_public_surface_is_exactly_all() -> None:
     # "@py_..." names are pytest's assertion rewriting (the package holds our pytest plugin).

@@ -14,6 +14,9 @@ from emulator_helpers import Receiver, free_port_url, serve_receiver
 from audian_fax_async.emulator import AdminClient, Emulator
 from audian_fax_async.emulator._webhooks import render_payload
 
+# The emulator serves from its own thread; these tests check it, not the client's loop independence.
+pytestmark = pytest.mark.loops("asyncio")
+
 PAYLOAD_FIELDS = [
     "event", "id", "from_number", "from_name", "to_number", "pages", "received_at", "file_size", "format",
     "document_url",
@@ -99,7 +102,9 @@ async def test_delivery_gives_up_after_five_attempts(api: httpx2.AsyncClient, ad
     assert len(receiver.requests) == 5
 
 
-async def test_connection_errors_are_recorded_and_retried(api: httpx2.AsyncClient, admin: AdminClient, key: str) -> None:
+async def test_connection_errors_are_recorded_and_retried(
+    api: httpx2.AsyncClient, admin: AdminClient, key: str
+) -> None:
     await subscribe(api, free_port_url(), ["fax_received"])
     admin.arrive(key)
     deliveries = await settled(admin, key, 5)

@@ -22,7 +22,8 @@ from audian_fax_async.redis import RedisLimiter, RedisLimiterOptions
 
 pytest_plugins = ["redis_fixtures"]
 
-pytestmark = pytest.mark.redis
+# redis.asyncio needs asyncio: these run on asyncio and uvloop (trio is refused, tested below).
+pytestmark = [pytest.mark.redis, pytest.mark.loops("asyncio", "uvloop")]
 
 FAST: RedisLimiterOptions = {"lease": 0.6, "renew_interval": 0.1, "quiet_period": 0.0}
 

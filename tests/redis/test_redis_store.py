@@ -17,7 +17,8 @@ from audian_fax_async.webhooks import ClaimStatus, DeliveryOutcome, IdempotencyS
 
 pytest_plugins = ["redis_fixtures"]
 
-pytestmark = pytest.mark.redis
+# redis.asyncio needs asyncio: these run on asyncio and uvloop (trio is refused, tested below).
+pytestmark = [pytest.mark.redis, pytest.mark.loops("asyncio", "uvloop")]
 
 
 @pytest.fixture

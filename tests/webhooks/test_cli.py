@@ -10,6 +10,7 @@ import sys
 
 import anyio
 import httpx2
+import pytest
 from click.testing import CliRunner
 
 from audian_fax_async.webhooks import WebhookReceiver
@@ -18,6 +19,9 @@ from audian_fax_async.webhooks._cli import build_listener, listen_command
 from .fakes import FakeFaxAPI, Recorder, fax_record
 from .payloads import delivery_headers, json_body, xml_body
 from .servers import serve
+
+# uvicorn serves the receiver inside the test's loop, and uvicorn needs asyncio (uvloop included).
+pytestmark = pytest.mark.loops("asyncio", "uvloop")
 
 
 def lines(out: io.StringIO) -> list[dict[str, object]]:

@@ -26,6 +26,9 @@ from .fakes import Recorder
 from .payloads import delivery_headers, json_body
 from .servers import serve
 
+# uvicorn serves the receiver inside the test's loop, and uvicorn needs asyncio (uvloop included).
+pytestmark = pytest.mark.loops("asyncio", "uvloop")
+
 Json = dict[str, Any]
 
 

@@ -9,11 +9,15 @@ from types import ModuleType
 
 import anyio
 import httpx2
+import pytest
 
 from audian_fax_async import FaxClient, FaxStatus
 from audian_fax_async.emulator import Emulator
 
 from .servers import serve
+
+# uvicorn serves the receiver inside the test's loop, and uvicorn needs asyncio (uvloop included).
+pytestmark = pytest.mark.loops("asyncio", "uvloop")
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "fastapi_webhook.py"
 

@@ -20,6 +20,9 @@ from .fakes import Recorder
 from .payloads import BILLION_LAUGHS, XXE_FILE, delivery_headers, json_body, xml_body
 from .servers import serve
 
+# uvicorn serves the receiver inside the test's loop, and uvicorn needs asyncio (uvloop included).
+pytestmark = pytest.mark.loops("asyncio", "uvloop")
+
 MiB = 1024 * 1024
 
 
