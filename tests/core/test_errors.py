@@ -176,43 +176,6 @@ async def test_a_timeout_raises_api_timeout_error(
 # -- the public surface ------------------------------------------------------------------------
 
 
-def _isort_style_key(name: str) -> tuple[int, str]:
-    # The order ruff's RUF022 keeps: SCREAMING_CASE constants, then CamelCase classes, then the rest.
-    if name.isupper():
-        return (0, name)
-    if name[:1].isupper():
-        return (1, name)
-    return (2, name)
-
-
-def test_all_is_sorted_and_every_name_in_it_is_importable() -> None:
-    names = audian_fax_async.__all__
-
-    assert names == sorted(names, key=_isort_style_key)
-    assert len(set(names)) == len(names)
-    for name in names:
-        assert getattr(audian_fax_async, name) is not None, name
-    namespace: dict[str, object] = {}
-    exec("from audian_fax_async import *", namespace)  # noqa: S102 - the star import is what is tested
-    assert set(namespace) - {"__builtins__"} == set(names)
-
-
-def test_all_is_exactly_the_public_surface_of_the_package() -> None:
-    public = {
-        name
-        for name, value in vars(audian_fax_async).items()
-        if not name.startswith("_") and not inspect.ismodule(value)
-    }
-
-    # Every public name is exported (a stray ``from typing import Any`` would show up here), and
-    # ``__all__`` names nothing else (names resolved lazily by a module ``__getattr__`` count).
-    assert public - set(audian_fax_async.__all__) == set()
-    for name in audian_fax_async.__all__:
-        assert hasattr(audian_fax_async, name), name
-    assert not any(name.startswith("_") and name != "__version__" for name in audian_fax_async.__all__)
-    assert not any(inspect.ismodule(getattr(audian_fax_async, name)) for name in audian_fax_async.__all__)
-
-
 def test_every_error_class_is_exported_from_the_package_root() -> None:
     exceptions = importlib.import_module("audian_fax_async._exceptions")
     errors = {

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import importlib.util
+import logging
 import os
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import httpx2
+import pytest
+import uvicorn
+import uvloop
 
 from audian_fax_async.emulator import AdminClient, Emulator
 
@@ -46,3 +58,91 @@ def test_stream_example_hashes_each_document(
         fax_id = key.removeprefix("faxes/").removesuffix(".pdf")
         assert audian_admin.document_sha256(audian_api_key, fax_id) == sha
     assert audian_admin.stats(audian_api_key)["downloads"]["highest"] <= 10
+
+
+# -- examples/fastapi_webhook.py under uvicorn, as its docstring runs it ---------------------------
+
+
+def load_example(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"example_{name.removesuffix('.py')}", ROOT / "examples" / name)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Watcher(logging.Handler):
+    """Sets ``done`` when the example logs a saved fax or the receiver logs a failure."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.done = threading.Event()
+        self.saved: list[str] = []
+        self.failures: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name == "fastapi_webhook" and "bytes at" in record.getMessage():
+            self.saved.append(record.getMessage())
+        elif record.levelno >= logging.ERROR:
+            self.failures.append(f"{record.name}: {self.format(record)}")
+        else:
+            return
+        self.done.set()
+
+
+def test_fastapi_example_under_uvicorns_default_loop_downloads_a_fax_the_emulator_delivers(
+    audian_emulator: Emulator,
+    audian_admin: AdminClient,
+    audian_api_key: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The app makes its client from the environment, as `python examples/fastapi_webhook.py` does.
+    monkeypatch.setenv("AUDIAN_API_KEY", audian_api_key)
+    monkeypatch.setenv("AUDIAN_BASE_URL", audian_emulator.base_url)
+    dest = tmp_path / "faxes"
+    app = load_example("fastapi_webhook.py").create_app(dest_dir=dest)
+    loops: list[type[asyncio.AbstractEventLoop]] = []
+
+    async def observed(scope: Any, receive: Any, send: Any) -> None:
+        loops.append(type(asyncio.get_running_loop()))
+        await app(scope, receive, send)
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)  # deliveries made before uvicorn has started wait in the backlog
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(observed, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=5)
+    assert config.loop == "auto"  # uvicorn's default: uvloop whenever it is installed
+    server = uvicorn.Server(config)
+    serving = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn-example", daemon=True)
+    watcher = Watcher()
+    loggers = [logging.getLogger(name) for name in ("fastapi_webhook", "audian_fax_async", "uvicorn.error")]
+    for logger in loggers:
+        logger.addHandler(watcher)
+    logging.getLogger("fastapi_webhook").setLevel(logging.INFO)
+    serving.start()
+    try:
+        with httpx2.Client(base_url=audian_emulator.base_url, headers={"X-Auth-Token": audian_api_key}) as api:
+            hook = {"url": f"http://127.0.0.1:{port}/webhooks/fax", "events": ["fax_received"]}
+            created = api.post("/fax/webhooks", json=hook)
+            assert created.status_code == 201, created.text
+            fax_id = audian_admin.arrive(audian_api_key)["id"]
+            assert watcher.done.wait(timeout=30), "the example never logged a saved fax"
+            assert watcher.failures == []
+            fax = api.get(f"/fax/received/{fax_id}").json()
+            health = httpx2.get(f"http://127.0.0.1:{port}/healthz", timeout=10).json()
+    finally:
+        server.should_exit = True
+        serving.join(timeout=30)
+        for logger in loggers:
+            logger.removeHandler(watcher)
+        sock.close()
+    assert not serving.is_alive(), "uvicorn did not stop"
+    assert loops and all(issubclass(loop, uvloop.Loop) for loop in loops), loops
+    saved = dest / f"{fax_id}.pdf"
+    assert [path.name for path in dest.iterdir()] == [saved.name]
+    assert hashlib.sha256(saved.read_bytes()).hexdigest() == audian_admin.document_sha256(audian_api_key, fax_id)
+    assert fax["status"] == "processed"
+    assert health["ok"] is True and health["outcomes"] == {"accepted": 1}
+    assert len(watcher.saved) == 1 and fax_id in watcher.saved[0]

@@ -7,6 +7,7 @@ import signal
 import socket
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Unpack
 
 import anyio
@@ -16,7 +17,7 @@ from redis_server import RedisServer, free_port
 
 import audian_fax_async
 import audian_fax_async.redis
-from audian_fax_async import FaxClient, LimiterError, LimiterStatistics
+from audian_fax_async import ConfigurationError, FaxClient, LimiterError, LimiterStatistics
 from audian_fax_async._redis._scripts import ACQUIRE, account_keys
 from audian_fax_async.redis import RedisLimiter, RedisLimiterOptions
 
@@ -94,14 +95,37 @@ async def test_a_cancelled_waiter_leaves_no_slot_behind(redis_server: RedisServe
     await limiter.aclose()
 
 
-def test_on_trio_the_limiter_says_it_needs_asyncio(redis_server: RedisServer) -> None:
-    async def main() -> None:
+@pytest.mark.loops("trio")
+async def test_on_trio_the_limiter_refuses_with_a_configuration_error(
+    redis_server: RedisServer, redis_account: str
+) -> None:
+    async def acquire_once() -> None:
         limiter = RedisLimiter.from_url(redis_server.url)
-        with pytest.raises(LimiterError, match="needs asyncio"):
-            async with limiter.acquire("acct"):
-                pass
+        async with limiter.acquire(redis_account):
+            pytest.fail("admitted on trio")
 
-    anyio.run(main, backend="trio")
+    # redis.asyncio needs asyncio: refused clearly, whether at construction or at the first acquire.
+    with pytest.raises(ConfigurationError, match="asyncio"):
+        await acquire_once()
+
+
+@pytest.mark.loops("trio")
+async def test_on_trio_a_download_through_the_redis_limiter_raises_the_configuration_error_itself(
+    redis_server: RedisServer, redis_emulator: audian_fax_async.emulator.Emulator, tmp_path: Path
+) -> None:
+    from audian_fax_async.emulator import AdminClient
+
+    with AdminClient(redis_emulator.admin_url) as admin:
+        [fax] = admin.inject("test_redis_trio", count=1, size=20_000)
+
+    async def download() -> None:
+        limiter = RedisLimiter.from_url(redis_server.url)
+        async with FaxClient(api_key="test_redis_trio", base_url=redis_emulator.base_url, limiter=limiter) as client:
+            await client.received.download(fax["id"], tmp_path)
+
+    with pytest.raises(ConfigurationError, match="asyncio"):  # the error itself, not an ExceptionGroup
+        await download()
+    assert list(tmp_path.iterdir()) == []
 
 
 async def test_a_waiter_is_woken_by_a_release_without_polling(redis_server: RedisServer, redis_account: str) -> None:
@@ -378,7 +402,7 @@ async def test_fax_client_downloads_through_the_redis_limiter(
 
 def test_redis_limiter_is_importable_from_the_package_root() -> None:
     assert audian_fax_async.RedisLimiter is RedisLimiter
-    assert "RedisLimiter" not in audian_fax_async.__all__
+    assert "RedisLimiter" in audian_fax_async.__all__  # resolved on first use (the redis extra)
     from audian_fax_async import RedisLimiter as again
 
     assert again is RedisLimiter
