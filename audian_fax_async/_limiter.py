@@ -1,23 +1,24 @@
-"""The account's download limit: a small pluggable interface and the local anyio implementation.
+"""The account's download limit: a small pluggable interface and the in-process implementation.
 
 The API allows 10 concurrent downloads per account. Every download holds a slot of a
 :class:`DownloadLimiter` for its whole duration. The default :class:`LocalLimiter` is shared by
-every :class:`FaxClient` of the process (per account and per event loop); the Redis one
-(``audian_fax_async.RedisLimiter``) holds the limit across processes and hosts through the same
-interface.
+every :class:`FaxClient` of the process, whatever thread or event loop (asyncio, uvloop, trio) it
+runs in; the Redis one (``audian_fax_async.RedisLimiter``) holds the limit across processes and
+hosts through the same interface.
 """
 
 from __future__ import annotations
 
 import abc
+import asyncio
+import collections
 import threading
-import weakref
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any
 
 import anyio
 import anyio.lowlevel
-from attrs import define, frozen
+from attrs import frozen
 
 from ._config import DEFAULT_MAX_CONCURRENT_DOWNLOADS
 
@@ -56,82 +57,134 @@ class DownloadLimiter(abc.ABC):
         """Release resources held by the limiter (connections, background tasks)."""
 
 
-@define
-class _Counter:
-    limiter: anyio.CapacityLimiter
-    highest: int = 0
-    total: int = 0
+def _thread_safe_scheduler() -> Callable[[Callable[[], object]], object]:
+    """A function that runs a callback soon on the calling task's event loop, from any thread."""
+    try:
+        return asyncio.get_running_loop().call_soon_threadsafe
+    except RuntimeError:  # not asyncio (nor uvloop): trio
+        import trio
+
+        return trio.lowlevel.current_trio_token().run_sync_soon
+
+
+class _Waiter:
+    """A task waiting for a slot: woken on its own event loop by whichever thread releases one."""
+
+    __slots__ = ("event", "granted", "schedule")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.schedule = _thread_safe_scheduler()
+        self.granted = False
+
+    def grant(self) -> bool:
+        """Hand this waiter the slot (under the slots' lock); False if its event loop is gone."""
+        try:
+            self.schedule(self.event.set)
+        except RuntimeError:  # its loop closed (asyncio) or its run finished (trio)
+            return False
+        self.granted = True
+        return True
+
+
+class _Slots:
+    """One account's slots in this process: a thread-safe, first-come first-served semaphore."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.lock = threading.Lock()
+        self.in_use = 0
+        self.highest = 0
+        self.total = 0
+        self.waiters: collections.deque[_Waiter] = collections.deque()
+
+    def _taken(self) -> None:
+        self.total += 1
+        self.highest = max(self.highest, self.in_use)
+
+    async def acquire(self) -> None:
+        with self.lock:
+            free = self.in_use < self.limit and not self.waiters
+            if free:
+                self.in_use += 1
+                self._taken()
+            else:
+                waiter = _Waiter()
+                self.waiters.append(waiter)
+        if free:
+            try:
+                await anyio.lowlevel.checkpoint()
+            except BaseException:
+                self.release()
+                raise
+            return
+        try:
+            await waiter.event.wait()
+        except BaseException:
+            with self.lock:
+                handed = waiter.granted
+                if not handed:
+                    self.waiters.remove(waiter)
+            if handed:  # granted while being cancelled: pass the slot on
+                self.release()
+            raise
+
+    def release(self) -> None:
+        with self.lock:
+            while self.waiters:
+                waiter = self.waiters.popleft()
+                if waiter.grant():  # the slot goes to the waiter: in_use stays
+                    self._taken()
+                    return
+            self.in_use -= 1
 
 
 class LocalLimiter(DownloadLimiter):
-    """An in-process limiter on ``anyio.CapacityLimiter``: ``limit`` slots per account.
-
-    Slots are kept per event loop (an anyio primitive belongs to one loop); within a loop every
-    client using the same account shares them.
-    """
+    """An in-process limiter: ``limit`` slots per account, shared by every client, thread and event
+    loop of the process (asyncio, uvloop and trio alike), handed out first come, first served."""
 
     def __init__(self, limit: int = DEFAULT_MAX_CONCURRENT_DOWNLOADS) -> None:
-        if limit < 1:
-            raise ValueError("limit must be >= 1")
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"limit must be an integer >= 1, got {limit!r}")
         self.limit = limit
         self._lock = threading.Lock()
-        self._loops: weakref.WeakKeyDictionary[Any, dict[str, _Counter]] = weakref.WeakKeyDictionary()
-        self._fallback: dict[Any, dict[str, _Counter]] = {}
+        self._accounts: dict[str, _Slots] = {}
 
-    def _accounts(self) -> dict[str, _Counter]:
-        token = anyio.lowlevel.current_token()
-        token = getattr(token, "native_token", token)  # anyio >= 4.11 wraps the loop's own token
+    def _slots(self, account: str) -> _Slots:
         with self._lock:
-            try:
-                return self._loops.setdefault(token, {})
-            except TypeError:  # a loop object that cannot be weakly referenced
-                return self._fallback.setdefault(token, {})
-
-    def _counter(self, account: str) -> _Counter:
-        accounts = self._accounts()
-        counter = accounts.get(account)
-        if counter is None:
-            counter = accounts[account] = _Counter(anyio.CapacityLimiter(self.limit))
-        return counter
+            slots = self._accounts.get(account)
+            if slots is None:
+                slots = self._accounts[account] = _Slots(self.limit)
+            return slots
 
     def acquire(self, account: str) -> AbstractAsyncContextManager[None]:
-        return _LocalHold(self, account)
+        return _LocalHold(self._slots(account))
 
     def statistics(self, account: str) -> LimiterStatistics:
-        try:
-            counter = self._counter(account)
-        except Exception:  # no event loop running: nothing held from here
-            return LimiterStatistics(self.limit, 0, 0, 0, 0)
-        stats = counter.limiter.statistics()
-        return LimiterStatistics(
-            limit=self.limit,
-            in_use=stats.borrowed_tokens,
-            waiting=stats.tasks_waiting,
-            highest_in_use=counter.highest,
-            total_acquired=counter.total,
-        )
+        slots = self._slots(account)
+        with slots.lock:
+            return LimiterStatistics(
+                limit=self.limit,
+                in_use=slots.in_use,
+                waiting=len(slots.waiters),
+                highest_in_use=slots.highest,
+                total_acquired=slots.total,
+            )
 
 
 class _LocalHold:
-    """One slot of a :class:`LocalLimiter` (a class, not a generator: it is on every download's path)."""
+    """One slot of a :class:`LocalLimiter`, held for an ``async with`` block."""
 
-    __slots__ = ("_account", "_counter", "_owner")
+    __slots__ = ("_slots",)
 
-    def __init__(self, owner: LocalLimiter, account: str) -> None:
-        self._owner = owner
-        self._account = account
-        self._counter: _Counter | None = None
+    def __init__(self, slots: _Slots) -> None:
+        self._slots = slots
 
     async def __aenter__(self) -> None:
-        counter = self._owner._counter(self._account)
-        await counter.limiter.acquire()
-        self._counter = counter
-        counter.total += 1
-        counter.highest = max(counter.highest, int(counter.limiter.borrowed_tokens))
+        await self._slots.acquire()
 
     async def __aexit__(self, *exc_info: object) -> None:
-        assert self._counter is not None
-        self._counter.limiter.release()
+        self._slots.release()
 
 
 _default: LocalLimiter | None = None

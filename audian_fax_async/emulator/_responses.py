@@ -157,6 +157,10 @@ class DocumentResponse(Response):
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 sent += len(chunk)
                 self._on_chunk(len(chunk))
+                if self._cut_at is None and sent >= self._length:
+                    # Every byte is written: the download ends here as far as the limit goes (as
+                    # nginx's limit_conn counts), before this loop can read the client's next request.
+                    self.release()
             if sent >= limit:
                 break
             if bandwidth is not None:
