@@ -65,6 +65,21 @@ class BulkProgress:
         return time.monotonic() - self.started
 
 
+def _single_error(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The one error inside ``group`` (however nested), or None when it holds several."""
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        elif not any(exc is seen for seen in leaves):
+            leaves.append(exc)
+
+    walk(group)
+    return leaves[0] if len(leaves) == 1 else None
+
+
 class BulkDownload:
     """A running ``download_all``: an async iterator of :class:`DownloadOutcome`, one per fax.
 
@@ -150,7 +165,15 @@ class BulkDownload:
         if exc_type is not None or not self._exhausted:
             self._tg.cancel_scope.cancel()
         self._receive.close()
-        return await self._tg.__aexit__(exc_type, exc, tb)
+        try:
+            return await self._tg.__aexit__(exc_type, exc, tb)
+        except BaseExceptionGroup as group:
+            # The engine's task group is an implementation detail: an error of the caller's loop
+            # body, of the listing or of a worker is raised as itself, as everywhere else.
+            single = _single_error(group)
+            if single is None:
+                raise
+            raise single from single.__cause__
 
     def __aiter__(self) -> BulkDownload | AsyncGenerator[DownloadOutcome, None]:
         if self._entered:

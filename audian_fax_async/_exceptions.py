@@ -18,6 +18,7 @@ Every error derives from :class:`AudianError`, so ``except AudianError`` catches
     │   ├── RateLimitError           429 (``retry_after`` in seconds, when the API said)
     │   └── InternalServerError      5xx
     ├── ValidationError              a response body did not match the documented shape
+    │   └── PaginationError          the listing stopped making progress (it ignores to_date/offset)
     ├── DownloadError                a document could not be fetched or saved intact
     │   ├── IncompleteDownloadError  fewer (or more) bytes than promised, or not a PDF
     │   └── DestinationError         the destination cannot be written (read-only, disk full, bad path)
@@ -52,6 +53,7 @@ __all__ = [
     "InvalidRequestError",
     "LimiterError",
     "NotFoundError",
+    "PaginationError",
     "PermissionDeniedError",
     "RateLimitError",
     "UnprocessableEntityError",
@@ -198,6 +200,10 @@ class ValidationError(AudianError, ValueError):
         super().__init__(message)
         self.path = path
         self.model = model
+
+
+class PaginationError(ValidationError):
+    """Walking the listing made no progress: the API answered the same faxes for every page."""
 
 
 class DownloadError(AudianError):

@@ -27,6 +27,7 @@ from datetime import datetime
 
 from attrs import define, field
 
+from ._exceptions import PaginationError
 from ._models import ReceivedFax
 
 __all__ = ["KeysetWalk"]
@@ -47,13 +48,33 @@ class KeysetWalk:
     done: bool = False
     verify: bool = False
     _seen_at_upper: set[str] = field(factory=set)
+    #: The states reached since the last page that yielded something: one reached twice means the
+    #: listing is ignoring ``to_date``/``offset`` and the walk would go round forever.
+    _idle_states: set[tuple[datetime | None, int, bool, int]] = field(factory=set)
 
     def next_request(self) -> tuple[datetime | None, int]:
         """The ``to_date`` and ``offset`` of the next page to fetch."""
         return self.upper, self.offset
 
     def accept(self, faxes: Sequence[ReceivedFax]) -> list[ReceivedFax]:
-        """Take one page as returned by the API and return the faxes to yield, in order."""
+        """Take one page as returned by the API and return the faxes to yield, in order.
+
+        Raises :class:`~audian_fax_async.PaginationError` when pages stop making progress.
+        """
+        fresh = self._accept(faxes)
+        if fresh or self.done:
+            self._idle_states.clear()
+            return fresh
+        state = (self.upper, self.offset, self.verify, len(self._seen_at_upper))
+        if state in self._idle_states:
+            raise PaginationError(
+                f"the listing made no progress at to_date={self.upper.isoformat() if self.upper else None} "
+                f"offset={self.offset}: the API returned the same faxes again (does it ignore to_date and offset?)"
+            )
+        self._idle_states.add(state)
+        return fresh
+
+    def _accept(self, faxes: Sequence[ReceivedFax]) -> list[ReceivedFax]:
         upper, requested = self.upper, self.offset
         if self.verify and not self._is_seen_at_upper(faxes[0] if faxes else None):
             # Faxes yielded at this timestamp left the listing, so the rest moved up: look earlier.
