@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json as _json
 import logging
+import math
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -16,7 +18,9 @@ import httpx2
 from ._config import (
     DEFAULT_LIMITS,
     DEFAULT_MAX_CONCURRENT_DOWNLOADS,
+    DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_MAX_RETRIES,
+    DEFAULT_REQUEST_DEADLINE,
     DEFAULT_TIMEOUT,
     account_id,
     mask_key,
@@ -32,6 +36,7 @@ from ._exceptions import (
     ConfigurationError,
     InvalidRequestError,
     RateLimitError,
+    ResponseTooLargeError,
     ValidationError,
     excerpt,
     find_request_id,
@@ -84,6 +89,11 @@ class FaxClient:
     Every request goes through ``httpx2.AsyncClient.send``: the SDK's own client (built with
     ``transport`` if given), or ``http_client``, which is used as is (its proxies, TLS settings,
     event hooks, defaults) and never closed by this client. Runs on asyncio, uvloop and trio.
+
+    Hostile or broken servers are bounded: a non-document answer larger than ``max_response_bytes``
+    raises :class:`ResponseTooLargeError`; one attempt of a non-document call that takes longer than
+    ``request_deadline`` seconds in all (a server dripping bytes) raises :class:`APITimeoutError`;
+    ``download_deadline`` (off by default) bounds a whole document download, retries included.
     """
 
     def __init__(
@@ -99,6 +109,9 @@ class FaxClient:
         retry_policy: RetryPolicy | None = None,
         default_headers: Mapping[str, str] | None = None,
         transport: httpx2.AsyncBaseTransport | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        request_deadline: float | None = DEFAULT_REQUEST_DEADLINE,
+        download_deadline: float | None = None,
     ) -> None:
         self._api_key = resolve_api_key(api_key)
         self.base_url = resolve_base_url(base_url)
@@ -128,6 +141,11 @@ class FaxClient:
             )
         if http_client is not None and transport is not None:
             raise ConfigurationError("pass either http_client= or transport=, not both (give the transport to it)")
+        if isinstance(max_response_bytes, bool) or not isinstance(max_response_bytes, int) or max_response_bytes < 1:
+            raise ConfigurationError(f"max_response_bytes must be a positive integer, got {max_response_bytes!r}")
+        self.max_response_bytes = max_response_bytes
+        self.request_deadline = _check_deadline("request_deadline", request_deadline)
+        self.download_deadline = _check_deadline("download_deadline", download_deadline)
         policy = retry_policy or RetryPolicy(max_retries=DEFAULT_MAX_RETRIES)
         self.retry_policy = policy.with_max_retries(max_retries)
         self.max_concurrent_downloads = max_concurrent_downloads
@@ -302,16 +320,24 @@ class FaxClient:
                 if response.status_code >= 400:
                     body = await _read_capped(response, _ERROR_BODY_CAP)
                     raise self._status_error(request, response, body)
-                if not stream:
-                    try:
-                        await response.aread()
-                    except httpx2.HTTPError as exc:
-                        raise self.map_transport_error(exc, request) from exc
+                if stream:
+                    return response
+                try:
+                    body = await _read_capped(response, self.max_response_bytes + 1)
+                except httpx2.HTTPError as exc:
+                    raise self.map_transport_error(exc, request) from exc
+                if len(body) > self.max_response_bytes:
+                    raise ResponseTooLargeError(
+                        f"the answer to {request.method} {_safe_url(request.url)} is larger than "
+                        f"max_response_bytes={self.max_response_bytes}",
+                        path="$",
+                    )
             except BaseException:
                 with anyio.CancelScope(shield=True):
                     await response.aclose()
                 raise
-            return response
+            await response.aclose()
+            return _read_response(response, request, body)
         raise APIConnectionError(
             f"Too many redirects (more than {_MAX_REDIRECTS})",
             method=request.method,
@@ -337,9 +363,9 @@ class FaxClient:
         )
 
     def _status_error(self, request: httpx2.Request, response: httpx2.Response, body: bytes) -> APIStatusError:
-        text = body.decode(response.encoding or "utf-8", errors="replace")
-        # An API that echoes the key must not put it into messages and logs.
-        text = text.replace(self._api_key, mask_key(self._api_key))
+        encoding = response.encoding or "utf-8"
+        # An API that echoes the key must not put it into messages, logs or the error's response.
+        text = self.mask(body.decode(encoding, errors="replace"))
         code = api_message = None
         try:
             payload = _json.loads(text) if text else None
@@ -370,11 +396,29 @@ class FaxClient:
             "code": code,
             "api_message": api_message,
             "request_id": find_request_id(response.headers),
-            "response": response,
+            "response": self._detached(response, text.encode(encoding, errors="replace")),
         }
         if cls is RateLimitError:
             return RateLimitError(message, retry_after=parse_retry_after(response.headers.get("Retry-After")), **kwargs)
         return cls(message, **kwargs)
+
+    def mask(self, text: str) -> str:
+        """``text`` with the API key masked (for excerpts of bodies that might echo it)."""
+        return text.replace(self._api_key, mask_key(self._api_key))
+
+    def _detached(self, response: httpx2.Response, body: bytes) -> httpx2.Response:
+        """A read copy of an error response for the exception: its body (capped, key masked), and a
+        request whose ``X-Auth-Token`` is masked, so neither a repr nor a pickle carries the key."""
+        original = response.request
+        request = httpx2.Request(
+            original.method,
+            original.url,
+            headers=[
+                (name, "[masked]" if name.lower() == AUTH_HEADER.lower() else value)
+                for name, value in original.headers.multi_items()
+            ],
+        )
+        return _read_response(response, request, body)
 
     async def request(
         self,
@@ -401,8 +445,19 @@ class FaxClient:
             idempotent = method in _IDEMPOTENT
         policy = self.retry_policy.with_max_retries(max_retries)
 
+        deadline = self.request_deadline
+
         async def once() -> httpx2.Response:
-            return await self.send(self.build_request(method, path, params=params, json=json, headers=headers))
+            request = self.build_request(method, path, params=params, json=json, headers=headers)
+            with anyio.move_on_after(deadline if deadline is not None else math.inf):
+                return await self.send(request)
+            url = _safe_url(request.url)
+            raise APITimeoutError(
+                f"no complete answer to {method} {url} within request_deadline={deadline} s",
+                method=method,
+                url=url,
+                request_sent=True,
+            )
 
         return await call_with_retries(once, policy, idempotent=idempotent, operation=f"{method} {path}")
 
@@ -422,7 +477,7 @@ class FaxClient:
         response = await self.request(
             method, path, params=params, json=json, max_retries=max_retries, idempotent=idempotent
         )
-        data = decode_json(response)
+        data = decode_json(response, mask=self.mask)
         if envelope is not None:
             if not isinstance(data, dict) or envelope not in data:
                 raise ValidationError(f"response has no {envelope!r} field", path=f"$.{envelope}")
@@ -461,15 +516,38 @@ async def _read_capped(response: httpx2.Response, cap: int) -> bytes:
     return bytes(chunks[:cap])
 
 
-def decode_json(response: httpx2.Response) -> Any:
-    """The JSON body of a response, or a :class:`ValidationError` naming what is wrong."""
+def _read_response(response: httpx2.Response, request: httpx2.Request, body: bytes) -> httpx2.Response:
+    """A read response with ``body`` (already decoded: no content encoding left) in place of the stream."""
+    headers = [
+        (name, value)
+        for name, value in response.headers.multi_items()
+        if name.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+    ]
+    extensions = {k: v for k, v in response.extensions.items() if k in ("http_version", "reason_phrase")}
+    read = httpx2.Response(response.status_code, headers=headers, content=body, request=request, extensions=extensions)
+    with contextlib.suppress(RuntimeError):  # a response that was never timed (not sent by a client)
+        read.elapsed = response.elapsed
+    return read
+
+
+def _check_deadline(name: str, value: float | None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigurationError(f"{name} must be a number of seconds > 0, or None; got {value!r}")
+    return float(value)
+
+
+def decode_json(response: httpx2.Response, *, mask: Callable[[str], str] = str) -> Any:
+    """The JSON body of a response, or a :class:`ValidationError` naming what is wrong (``mask``
+    hides secrets in the excerpt of the body it quotes)."""
     try:
         return _json.loads(response.content)
     except (ValueError, UnicodeDecodeError) as exc:
         ctype = response.headers.get("content-type", "?")
         raise ValidationError(
             f"response to {response.request.method} {_safe_url(response.request.url)} is not valid JSON "
-            f"(content-type {ctype}): {exc}; body starts {excerpt(response.text, 80)!r}",
+            f"(content-type {ctype}): {exc}; body starts {mask(excerpt(response.text, 80))!r}",
             path="$",
         ) from None
 

@@ -16,7 +16,9 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_LIMITS",
     "DEFAULT_MAX_CONCURRENT_DOWNLOADS",
+    "DEFAULT_MAX_RESPONSE_BYTES",
     "DEFAULT_MAX_RETRIES",
+    "DEFAULT_REQUEST_DEADLINE",
     "DEFAULT_TIMEOUT",
     "account_id",
     "mask_key",
@@ -32,6 +34,11 @@ DEFAULT_MAX_RETRIES = 3
 DEFAULT_MAX_CONCURRENT_DOWNLOADS = 10
 DEFAULT_TIMEOUT = httpx2.Timeout(connect=10.0, read=60.0, write=30.0, pool=30.0)
 DEFAULT_LIMITS = httpx2.Limits(max_connections=64, max_keepalive_connections=32, keepalive_expiry=30.0)
+#: The largest body of a non-document answer (listings, records) the client reads before refusing it.
+DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+#: The longest one attempt of a non-document call may take, from sending to the last byte of its answer
+#: (a server dripping bytes never trips the read timeout, which bounds each wait, not the whole).
+DEFAULT_REQUEST_DEADLINE = 120.0
 
 
 def resolve_api_key(api_key: str | None, env: Mapping[str, str] | None = None) -> str:
@@ -44,6 +51,8 @@ def resolve_api_key(api_key: str | None, env: Mapping[str, str] | None = None) -
     key = key.strip()
     if any(ch in key for ch in "\r\n\x00"):
         raise ConfigurationError("The API key contains a line break or NUL character.")
+    if not key.isascii() or not key.isprintable():
+        raise ConfigurationError("The API key must be printable ASCII (it is sent as an HTTP header).")
     return key
 
 
@@ -55,11 +64,20 @@ def resolve_base_url(base_url: str | httpx2.URL | None, env: Mapping[str, str] |
     except httpx2.InvalidURL as exc:
         raise ConfigurationError(f"Invalid base URL {raw!r}: {exc}") from None
     if url.scheme not in ("http", "https") or not url.host:
-        raise ConfigurationError(f"Invalid base URL {str(raw)!r}: expected http(s)://host[:port]/path")
+        raise ConfigurationError(f"Invalid base URL {_no_userinfo(url)!r}: expected http(s)://host[:port]/path")
+    if url.userinfo:
+        raise ConfigurationError(
+            f"base URL {_no_userinfo(url)!r} has credentials (user:password@) in it: the API authenticates with "
+            "the key alone; pass it as api_key"
+        )
     path = url.raw_path.decode("ascii").split("?", 1)[0]
     if not path.endswith("/"):
         path += "/"
     return url.copy_with(raw_path=path.encode("ascii"), query=None, fragment=None)
+
+
+def _no_userinfo(url: httpx2.URL) -> str:
+    return str(url.copy_with(username=None, password=None)) if url.userinfo else str(url)
 
 
 def mask_key(key: str) -> str:

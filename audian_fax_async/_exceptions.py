@@ -18,7 +18,8 @@ Every error derives from :class:`AudianError`, so ``except AudianError`` catches
     │   ├── RateLimitError           429 (``retry_after`` in seconds, when the API said)
     │   └── InternalServerError      5xx
     ├── ValidationError              a response body did not match the documented shape
-    │   └── PaginationError          the listing stopped making progress (it ignores to_date/offset)
+    │   ├── PaginationError          the listing stopped making progress (it ignores to_date/offset)
+    │   └── ResponseTooLargeError    an answer's body was larger than ``max_response_bytes``
     ├── DownloadError                a document could not be fetched or saved intact
     │   ├── IncompleteDownloadError  fewer (or more) bytes than promised, or not a PDF
     │   └── DestinationError         the destination cannot be written (read-only, disk full, bad path)
@@ -56,6 +57,7 @@ __all__ = [
     "PaginationError",
     "PermissionDeniedError",
     "RateLimitError",
+    "ResponseTooLargeError",
     "UnprocessableEntityError",
     "ValidationError",
     "WebhookError",
@@ -204,6 +206,10 @@ class ValidationError(AudianError, ValueError):
 
 class PaginationError(ValidationError):
     """Walking the listing made no progress: the API answered the same faxes for every page."""
+
+
+class ResponseTooLargeError(ValidationError):
+    """A non-document answer's body was larger than the client's ``max_response_bytes``."""
 
 
 class DownloadError(AudianError):
