@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import math
 import os
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from pathlib import Path
@@ -26,7 +27,7 @@ import anyio
 import httpx2
 
 from ._body import BodyPlan, Progress, Restart, check_complete, plan_body, range_headers
-from ._exceptions import DestinationError, IncompleteDownloadError
+from ._exceptions import APITimeoutError, DestinationError, IncompleteDownloadError
 from ._models import DownloadResult, ReceivedFax
 from ._paths import partial_name
 from ._retry import call_with_retries, log_failure, retrying
@@ -285,14 +286,22 @@ class FileDownload:
         """Open the temporary file, download (with retries), commit; the temporary file is removed
         on any failure, cancellation included. The commit itself is not cancellable."""
         await self.sink.open(overwrite=self.overwrite)
+        deadline = self.client.download_deadline
         try:
-            await call_with_retries(
-                self.attempt,
-                self.policy,
-                idempotent=True,
-                operation=f"download {self.fax_id}",
-                on_retry=self.on_retry,
-            )
+            with anyio.move_on_after(deadline if deadline is not None else math.inf) as scope:
+                await call_with_retries(
+                    self.attempt,
+                    self.policy,
+                    idempotent=True,
+                    operation=f"download {self.fax_id}",
+                    on_retry=self.on_retry,
+                )
+            if scope.cancelled_caught:
+                raise APITimeoutError(
+                    f"fax {self.fax_id}: not downloaded within download_deadline={deadline} s",
+                    method="GET",
+                    url=str(self.client.url_for(fax_path(self.fax_id, "download"))),
+                )
             return await self.sink.commit(overwrite=self.overwrite, then=self.committed)
         except BaseException:
             await self.sink.discard()
