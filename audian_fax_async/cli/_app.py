@@ -13,7 +13,7 @@ from rich.table import Table
 
 from .._config import API_KEY_ENV, BASE_URL_ENV, DEFAULT_MAX_RETRIES
 from .._models import FaxStatus, ReceivedFax, RoutingType, WebhookEventType, WebhookFormat
-from ._common import DATETIME, Settings, emit_json, fail, pass_settings, run_async
+from ._common import DATETIME, Settings, emit_json, fail, pass_settings, plain, run_async
 from ._progress import run_bulk
 
 __all__ = ["cli"]
@@ -54,13 +54,13 @@ def _fax_table(faxes: list[ReceivedFax]) -> Table:
         table.add_column(column)
     for fax in faxes:
         table.add_row(
-            fax.id,
+            plain(fax.id),
             fax.received_at.strftime("%Y-%m-%d %H:%M:%SZ"),
-            fax.from_number,
-            fax.from_name or "",
+            plain(fax.from_number),
+            plain(fax.from_name or ""),
             str(fax.pages),
             f"{fax.file_size:,}" if fax.file_size is not None else "",
-            str(fax.status),
+            plain(str(fax.status)),
         )
     return table
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import unicodedata
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import anyio
 import click
+from rich.text import Text
 
 from .._client import FaxClient
 from .._converter import unstructure
@@ -58,8 +60,19 @@ def run_async(func: Callable[P, Awaitable[R]]) -> Callable[P, R]:
     return wrapper
 
 
+def visible(text: str) -> str:
+    """``text`` with control and format characters shown as escapes (``\\x1b``): text from a
+    server must not move the cursor, clear the screen or hide itself on the user's terminal."""
+    return "".join(ch if ch == " " or unicodedata.category(ch)[0] not in "CZ" else ascii(ch)[1:-1] for ch in text)
+
+
+def plain(text: str, style: str = "") -> Text:
+    """Server-supplied ``text`` for rich: never read as markup, control characters shown visibly."""
+    return Text(visible(text), style=style)
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
-    click.echo(click.style("error: ", fg="red", bold=True) + message, err=True)
+    click.echo(click.style("error: ", fg="red", bold=True) + visible(message), err=True)
     sys.exit(code)
 
 

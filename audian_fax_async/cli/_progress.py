@@ -19,9 +19,11 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
+from rich.text import Text
 
 from .._bulk import BulkDownload, BulkProgress
 from .._models import DownloadOutcome, OutcomeKind
+from ._common import plain
 
 __all__ = ["BulkSummary", "outcome_json", "run_bulk"]
 
@@ -117,7 +119,7 @@ async def run_bulk(
                 else:
                     summary.failed += 1
                     if not json_lines:
-                        console.print(f"[red]failed[/red] {outcome.fax.id}: {outcome.error}")
+                        console.print(Text.assemble(("failed ", "red"), plain(f"{outcome.fax.id}: {outcome.error}")))
                 if json_lines:
                     click.echo(outcome_json(outcome))
                 if summary.outcomes is not None:
