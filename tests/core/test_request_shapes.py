@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,7 +15,7 @@ import respx
 from audian_fax_async import FaxClient, FaxNumber, FaxStatus, InvalidRequestError, RoutingRule, Webhook, __version__
 
 from ._fakes import fax_json
-from .conftest import API_KEY
+from .conftest import API_KEY, BASE_URL, SSL_CONTEXT
 
 EMPTY_PAGE = {"faxes": [], "total": 0, "limit": 20, "offset": 0}
 
@@ -526,14 +527,6 @@ def test_url_for_is_the_url_httpx_parses(base: str, path: str) -> None:
     )
 
 
-def test_the_kept_header_sets_are_bounded() -> None:
-    client = FaxClient(API_KEY, base_url="https://api.example.test/v2")
-    for offset in range(100):  # resumes: a new Range header each time
-        request = client.build_request("GET", "fax/received/f/download", headers={"Range": f"bytes={offset}-"})
-        assert request.headers["Range"] == f"bytes={offset}-"
-    assert len(client._header_sets) <= 16
-
-
 async def test_a_header_given_in_other_case_replaces_the_default_on_an_injected_client_too() -> None:
     async with httpx2.AsyncClient() as injected:
         client = FaxClient(API_KEY, base_url="https://api.example.test/v2", http_client=injected)
@@ -554,19 +547,39 @@ async def test_an_injected_http_client_keeps_its_own_defaults() -> None:
     await injected.aclose()
 
 
-async def test_a_given_transport_is_used_directly_and_its_responses_keep_request_and_elapsed(
-    client: FaxClient, api: respx.MockRouter, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("made_with", ["own-client", "transport", "http-client"])
+async def test_every_request_goes_through_httpx2_async_client_send(
+    api: respx.MockRouter, monkeypatch: pytest.MonkeyPatch, made_with: str, tmp_path: Path
 ) -> None:
-    async def not_through_the_client(*args: object, **kwargs: object) -> httpx2.Response:
-        raise AssertionError("the request went through httpx2.AsyncClient.send")
+    # One send path: a call, a download and a stream, on the SDK's own client, on a given transport
+    # and on a user's httpx2.AsyncClient, all go through AsyncClient.send (redirects, hooks, timeouts).
+    sent: list[str] = []
+    real_send = httpx2.AsyncClient.send
 
-    monkeypatch.setattr(httpx2.AsyncClient, "send", not_through_the_client)
-    api.get("/fax/received/fax_1").respond(200, json=fax_json("fax_1"))
+    async def counting_send(self: httpx2.AsyncClient, request: httpx2.Request, **kwargs: Any) -> httpx2.Response:
+        sent.append(f"{request.method} {request.url.path}")
+        return await real_send(self, request, **kwargs)
 
-    response = await client.request("GET", "fax/received/fax_1")
+    monkeypatch.setattr(httpx2.AsyncClient, "send", counting_send)
+    pdf = b"%PDF-1.4\n" + b"x" * 2000 + b"\n%%EOF\n"
+    api.get("/fax/received/fax_1").respond(200, json=fax_json("fax_1", file_size=len(pdf)))
+    api.get("/fax/received/fax_1/download").respond(200, content=pdf, headers={"Content-Length": str(len(pdf))})
+    options: dict[str, Any] = {
+        "own-client": {},
+        "transport": {"transport": httpx2.AsyncHTTPTransport(verify=SSL_CONTEXT)},
+        "http-client": {"http_client": httpx2.AsyncClient(verify=SSL_CONTEXT)},
+    }[made_with]
 
-    assert response.json()["id"] == "fax_1"
-    assert response.request.url.path.endswith("/fax/received/fax_1")
+    async with FaxClient(API_KEY, base_url=BASE_URL, **options) as client:
+        response = await client.request("GET", "fax/received/fax_1")
+        await client.received.download("fax_1", tmp_path)
+        async with client.received.stream("fax_1") as document:
+            streamed = b"".join([chunk async for chunk in document])
+    if "http_client" in options:
+        await options["http_client"].aclose()
+
+    record, document_path = "GET /v2/fax/received/fax_1", "GET /v2/fax/received/fax_1/download"
+    assert sent == [record, record, document_path, document_path]  # the download asks for the record first
     assert response.request.headers["X-Auth-Token"] == API_KEY
     assert response.elapsed.total_seconds() >= 0
-    assert response.is_closed
+    assert streamed == pdf == (tmp_path / "fax_1.pdf").read_bytes()

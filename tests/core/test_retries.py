@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import anyio
 import httpx
 import httpx2
 import pytest
@@ -371,7 +372,7 @@ async def test_the_escape_hatch_retries_a_post_only_when_told_it_is_idempotent(
 # -- logging -----------------------------------------------------------------------------------
 
 
-async def test_each_retry_is_logged_without_the_key(
+async def test_each_retry_is_logged_at_info_without_the_key(
     client: FaxClient, api: respx.MockRouter, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
@@ -383,11 +384,39 @@ async def test_each_retry_is_logged_without_the_key(
 
     retries = [r for r in caplog.records if r.name == "audian_fax_async" and r.getMessage().startswith("retrying")]
     assert len(retries) == 2
-    assert all(r.levelno == logging.WARNING for r in retries)
+    assert all(r.levelno == logging.INFO for r in retries)
     assert "GET fax/received/fax_1" in retries[0].getMessage()
     assert "InternalServerError" in retries[0].getMessage()
     assert "APIConnectionError" in retries[1].getMessage()
+    assert not [r for r in caplog.records if r.name == "audian_fax_async" and r.levelno >= logging.WARNING]
     assert API_KEY not in caplog.text
+
+
+async def test_the_final_failure_of_a_retried_call_is_logged_once_at_warning(
+    client: FaxClient, api: respx.MockRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    api.get("/fax/received/fax_1").respond(503, text=f"down, key {API_KEY}")
+
+    with pytest.raises(InternalServerError):
+        await client.received.get("fax_1", max_retries=2)
+
+    ours = [r for r in caplog.records if r.name == "audian_fax_async"]
+    assert [r.levelno for r in ours] == [logging.INFO, logging.INFO, logging.WARNING]
+    assert "after 3 attempts" in ours[-1].getMessage()
+    assert API_KEY not in caplog.text
+
+
+async def test_a_call_that_fails_once_without_retries_logs_nothing(
+    client: FaxClient, api: respx.MockRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    api.get("/fax/received/fax_1").respond(404)
+
+    with pytest.raises(NotFoundError):
+        await client.received.get("fax_1")
+
+    assert [r for r in caplog.records if r.name == "audian_fax_async"] == []
 
 
 # -- the pure pieces ---------------------------------------------------------------------------
@@ -501,7 +530,7 @@ def test_retry_policy_refuses_a_negative_count() -> None:
         RetryPolicy(max_retries=-1)
 
 
-# -- call_with_retries: the first attempt without tenacity, the rest through it ----------------------
+# -- call_with_retries: the one retry engine ------------------------------------------------------
 
 
 def _connection_error(number: int) -> APIConnectionError:
@@ -522,24 +551,10 @@ class _Calls:
         return "ok"
 
 
-async def test_call_with_retries_runs_a_first_success_without_building_tenacity(
-    monkeypatch: pytest.MonkeyPatch, sleeps: RecordingSleep, policy: RetryPolicy
-) -> None:
-    def no_tenacity(*args: object, **kwargs: object) -> None:
-        raise AssertionError("tenacity was built for a call that succeeded at once")
-
-    monkeypatch.setattr("audian_fax_async._retry.AsyncRetrying", no_tenacity)
-    calls = _Calls()
-
-    assert await call_with_retries(calls, policy, idempotent=True, operation="op") == "ok"
-    assert calls.count == 1
-    assert sleeps.delays == []
-
-
-async def test_call_with_retries_hands_the_first_failure_to_tenacity_as_attempt_one(
+async def test_call_with_retries_numbers_the_attempts_from_one_and_reports_each_retry(
     sleeps: RecordingSleep, policy: RetryPolicy, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING)
+    caplog.set_level(logging.INFO)
     first, second = _connection_error(1), _connection_error(2)
     calls = _Calls(first, second)
     seen: list[BaseException] = []
@@ -547,11 +562,26 @@ async def test_call_with_retries_hands_the_first_failure_to_tenacity_as_attempt_
     result = await call_with_retries(calls, policy, idempotent=True, operation="op", on_retry=seen.append)
 
     assert result == "ok"
-    assert calls.count == 3  # the first failure is not sent again: tenacity gets it as attempt 1
+    assert calls.count == 3
     assert seen == [first, second]
     assert sleeps.delays == [backoff_delay(1, policy), backoff_delay(2, policy)]
     logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("retrying op")]
     assert [m.split("(attempt ")[1].split(" ")[0] for m in logged] == ["1", "2"]
+
+
+async def test_call_with_retries_keeps_no_state_between_calls(sleeps: RecordingSleep, policy: RetryPolicy) -> None:
+    # A fresh AsyncRetrying per call: concurrent calls each get their own attempts and waits.
+    results: list[str] = []
+
+    async def one() -> None:
+        results.append(await call_with_retries(_Calls(_connection_error(1)), policy, idempotent=True, operation="op"))
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(5):
+            tg.start_soon(one)
+
+    assert results == ["ok"] * 5
+    assert sleeps.delays == [backoff_delay(1, policy)] * 5
 
 
 async def test_call_with_retries_raises_the_last_error_once_the_retries_are_spent(
@@ -591,42 +621,4 @@ async def test_call_with_retries_never_retries_a_sent_post(sleeps: RecordingSlee
         await call_with_retries(calls, policy, idempotent=False, operation="POST numbers")
 
     assert calls.count == 1
-    assert sleeps.delays == []
-
-
-async def test_call_with_retries_goes_on_from_a_first_attempt_the_caller_made(
-    sleeps: RecordingSleep, policy: RetryPolicy
-) -> None:
-    # download_all makes a download's first attempt itself, in a slot it keeps between faxes.
-    made = _connection_error(0)
-    calls = _Calls(_connection_error(1))
-    seen: list[BaseException] = []
-
-    result = await call_with_retries(
-        calls, policy, idempotent=True, operation="op", on_retry=seen.append, failed_first=made
-    )
-
-    assert result == "ok"
-    assert calls.count == 2  # the caller's attempt is attempt 1: two more, one failing
-    assert seen[0] is made and len(seen) == 2
-    assert sleeps.delays == [backoff_delay(1, policy), backoff_delay(2, policy)]
-
-
-@pytest.mark.parametrize(
-    ("error", "max_retries"),
-    [(_status_error(404), 3), (_connection_error(0), 0)],
-    ids=["not-worth-retrying", "no-retries-left"],
-)
-async def test_call_with_retries_raises_the_callers_failed_attempt_without_calling(
-    sleeps: RecordingSleep, policy: RetryPolicy, error: Exception, max_retries: int
-) -> None:
-    calls = _Calls()
-
-    with pytest.raises(type(error)) as raised:
-        await call_with_retries(
-            calls, policy.with_max_retries(max_retries), idempotent=True, operation="op", failed_first=error
-        )
-
-    assert raised.value is error
-    assert calls.count == 0
     assert sleeps.delays == []

@@ -5,20 +5,22 @@ from __future__ import annotations
 import json
 import os
 import random
+import select
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 import pytest
 
-from audian_fax_async import FaxClient, FaxStatus, OutcomeKind
-from audian_fax_async._bulk import MANIFEST_NAME, BulkProgress
-from audian_fax_async._pacing import pacer
+from audian_fax_async import BulkProgress, FaxClient, FaxStatus, OutcomeKind
+from audian_fax_async._manifest import MANIFEST_NAME
 from audian_fax_async.emulator import AdminClient, Emulator
 
 from .conftest import ClientFactory, assert_matches_emulator, partial_files, sha256_file
@@ -52,9 +54,38 @@ def assert_folder_intact(admin: AdminClient, key: str, dest: Path) -> dict[str, 
     return entries
 
 
-def busy_connections(client: FaxClient) -> list[Any]:
-    pool = client._http._transport._pool  # type: ignore[attr-defined]
-    return [c for c in pool.connections if not c.is_idle() and not c.is_closed()]
+class TrackingTransport(httpx2.AsyncBaseTransport):
+    """httpx2's own transport, counting the responses whose body is still open."""
+
+    def __init__(self) -> None:
+        self.inner = httpx2.AsyncHTTPTransport()
+        self.open = 0
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        response = await self.inner.handle_async_request(request)
+        self.open += 1
+        stream = _TrackedStream(response.stream, self)
+        return httpx2.Response(
+            response.status_code, headers=response.headers, stream=stream, extensions=response.extensions
+        )
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class _TrackedStream(httpx2.AsyncByteStream):
+    def __init__(self, stream: httpx2.AsyncByteStream | Any, owner: TrackingTransport) -> None:
+        self.stream, self.owner, self.closed = stream, owner, False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self.stream:
+            yield chunk
+
+    async def aclose(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.owner.open -= 1
+        await self.stream.aclose()
 
 
 async def test_download_all_saves_every_fax_once_and_intact(
@@ -68,20 +99,6 @@ async def test_download_all_saves_every_fax_once_and_intact(
     entries = assert_folder_intact(audian_admin, audian_api_key, tmp_path)
     assert set(entries) == {o.fax.id for o in downloaded}
     assert seen and seen[-1].finished == FAXES and seen[-1].bytes == sum(o.bytes for o in downloaded)
-
-
-async def test_paced_downloads_all_arrive_whole(
-    client: FaxClient, audian_admin: AdminClient, audian_api_key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The pacer engages from the first download and gives one turn per loop iteration.
-    monkeypatch.setattr(pacer, "engage_above", 0)
-    monkeypatch.setattr(pacer, "per_iteration", 1)
-    for state in list(pacer._states.values()):
-        monkeypatch.setattr(state, "per_iteration", 1)
-    result = await run_all(client, tmp_path)
-    assert len(result[OutcomeKind.DOWNLOADED]) == FAXES and not result[OutcomeKind.FAILED]
-    assert_folder_intact(audian_admin, audian_api_key, tmp_path)
-    assert pacer.in_flight() == 0
 
 
 @pytest.mark.parametrize(
@@ -142,7 +159,15 @@ async def test_fifty_tasks_on_three_clients_never_exceed_ten_downloads(
 
 @pytest.mark.parametrize("seed", range(8))
 async def test_cancellation_at_random_points_leaves_no_partial_file_and_rerun_completes(
-    client: FaxClient, audian_admin: AdminClient, audian_api_key: str, tmp_path: Path, seed: int
+    make_client: ClientFactory, audian_admin: AdminClient, audian_api_key: str, tmp_path: Path, seed: int
+) -> None:
+    transport = TrackingTransport()
+    async with make_client(transport=transport) as client:
+        await _cancel_at_a_random_point_then_rerun(client, transport, audian_admin, audian_api_key, tmp_path, seed)
+
+
+async def _cancel_at_a_random_point_then_rerun(
+    client: FaxClient, transport: TrackingTransport, audian_admin: AdminClient, key: str, tmp_path: Path, seed: int
 ) -> None:
     audian_admin.set_faults(bandwidth=20_000_000)
     total = sum(f.file_size or 0 for f in (await client.received.list(limit=100)).faxes)
@@ -156,15 +181,16 @@ async def test_cancellation_at_random_points_leaves_no_partial_file_and_rerun_co
         await run_all(client, tmp_path, on_progress=maybe_cancel)
     assert scope.cancelled_caught
     assert client.limiter.statistics(client.account).in_use == 0
-    assert busy_connections(client) == [], "a cancelled download left a response open"
-    finished_before = assert_folder_intact(audian_admin, audian_api_key, tmp_path)
+    assert transport.open == 0, "a cancelled download left a response open"
+    finished_before = assert_folder_intact(audian_admin, key, tmp_path)
 
     result = await run_all(client, tmp_path)
     assert {o.fax.id for o in result[OutcomeKind.SKIPPED]} == set(finished_before)
     downloaded = {o.fax.id for o in result[OutcomeKind.DOWNLOADED]}
     assert not downloaded & set(finished_before), "re-downloaded a finished fax"
     assert len(downloaded) == FAXES - len(finished_before) and not result[OutcomeKind.FAILED]
-    assert len(assert_folder_intact(audian_admin, audian_api_key, tmp_path)) == FAXES
+    assert len(assert_folder_intact(audian_admin, key, tmp_path)) == FAXES
+    assert transport.open == 0
 
 
 async def test_leaving_the_loop_early_stops_workers_and_removes_temporary_files(
@@ -278,6 +304,25 @@ async def test_faxes_a_template_sends_to_one_path_fail_instead_of_taking_each_ot
     assert {o.fax.id for o in again[OutcomeKind.FAILED]} == six - {owner}
 
 
+def read_lines(worker: subprocess.Popen[bytes], count: int, *, timeout: float) -> list[bytes]:
+    """Up to ``count`` lines of the worker's stdout, waiting at most ``timeout`` seconds for them."""
+    assert worker.stdout is not None
+    lines: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    buffer = b""
+    while len(lines) < count and (left := deadline - time.monotonic()) > 0:
+        ready, _, _ = select.select([worker.stdout], [], [], left)
+        if not ready:
+            break
+        data = os.read(worker.stdout.fileno(), 4096)
+        if not data:
+            break  # the worker ended
+        buffer += data
+        *complete, buffer = buffer.split(b"\n")
+        lines.extend(complete)
+    return lines[:count]
+
+
 _WORKER = textwrap.dedent(
     """
     import sys, anyio
@@ -304,14 +349,10 @@ def test_a_killed_process_is_resumed_without_redownloading(
         stderr=subprocess.PIPE,
     )
     manifest = tmp_path / MANIFEST_NAME
-    deadline = time.monotonic() + 60
     try:
-        while time.monotonic() < deadline and worker.poll() is None:
-            if manifest.exists() and len(manifest.read_text().splitlines()) >= 4:
-                break
-            time.sleep(0.02)  # polling a subprocess's progress, not waiting on our own code
-        else:
-            pytest.fail(f"worker ended or stalled: {worker.stderr.read() if worker.stderr else ''!r}")
+        # The worker prints each outcome once its file and manifest line stand: kill it after four.
+        printed = read_lines(worker, 4, timeout=60)
+        assert len(printed) == 4, f"worker ended or stalled: {worker.stderr.read() if worker.stderr else ''!r}"
         os.kill(worker.pid, signal.SIGKILL)
     finally:
         worker.wait(timeout=10)
@@ -333,16 +374,3 @@ def test_a_killed_process_is_resumed_without_redownloading(
     assert len(skipped) + len(downloaded) == FAXES and not result[OutcomeKind.FAILED]
     entries = assert_folder_intact(audian_admin, audian_api_key, tmp_path)  # the dead worker's .part files are gone
     assert len(entries) == FAXES
-
-
-def test_download_all_runs_under_trio(audian_emulator: Emulator, audian_api_key: str, tmp_path: Path) -> None:
-    import trio
-
-    async def main() -> list[OutcomeKind]:
-        async with (
-            FaxClient(audian_api_key, base_url=audian_emulator.base_url) as client,
-            client.received.download_all(tmp_path) as outcomes,
-        ):
-            return [o.kind async for o in outcomes]
-
-    assert trio.run(main) == [OutcomeKind.DOWNLOADED] * FAXES

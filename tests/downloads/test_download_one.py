@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,10 @@ async def test_hostile_ids_never_write_outside_the_folder(
         assert path == inside or path.parent == inside, f"{path} escaped the folder"
 
 
+async def streamed(body: bytes) -> AsyncIterator[bytes]:
+    yield body
+
+
 @pytest.mark.parametrize("hostile", ["../../etc/passwd_x", "a/b", "/abs", "../..", "é ü/ß"])
 async def test_ids_with_separators_are_one_encoded_segment_and_one_safe_file(hostile: str, tmp_path: Path) -> None:
     pdf = b"%PDF-1.4\n" + b"x" * 100 + b"\n%%EOF\n"
@@ -109,7 +114,7 @@ async def test_ids_with_separators_are_one_encoded_segment_and_one_safe_file(hos
     def serve(request: httpx2.Request) -> httpx2.Response:
         seen.append(request.url.raw_path)
         if request.url.raw_path.endswith(b"/download"):
-            return httpx2.Response(200, content=pdf, headers={"Content-Type": "application/pdf"})
+            return httpx2.Response(200, content=streamed(pdf), headers={"Content-Length": str(len(pdf))})
         fax = {
             "id": hostile, "from_number": "+1", "to_number": "+2", "pages": 1,
             "received_at": "2024-02-04T13:15:00Z", "status": "received", "file_size": len(pdf),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import anyio
@@ -12,6 +13,10 @@ from anyio import wait_all_tasks_blocked
 from audian_fax_async import FaxClient, LocalLimiter
 
 PDF = b"%PDF-1.4\n" + b"0" * 5000 + b"\n%%EOF\n"
+
+
+async def streamed(body: bytes) -> AsyncIterator[bytes]:
+    yield body
 
 
 class GatedServer:
@@ -31,7 +36,17 @@ class GatedServer:
             await self.gate.wait()
         finally:
             self.active -= 1
-        return httpx2.Response(200, content=PDF, headers={"Content-Length": str(len(PDF))})
+        return httpx2.Response(200, content=streamed(PDF), headers={"Content-Length": str(len(PDF))})
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Let the other tasks run until ``condition`` holds and every task waits (bounded: a broken
+    limiter fails the test instead of hanging it)."""
+    with anyio.fail_after(10):
+        while True:
+            await wait_all_tasks_blocked()
+            if condition():
+                return
 
 
 def gated_client(server: GatedServer, key: str = "k", **kwargs: object) -> FaxClient:
@@ -50,9 +65,8 @@ async def test_clients_sharing_a_key_share_ten_slots(tmp_path: Path) -> None:
     async with anyio.create_task_group() as tg:
         for i in range(30):
             tg.start_soon(clients[i % 3].received.download, f"fax_{i}", tmp_path / f"{i}.pdf")
-        await wait_all_tasks_blocked()
+        await until(lambda: limiter.statistics(clients[0].account).waiting == 20)
         assert server.active == 10
-        assert limiter.statistics(clients[0].account).waiting == 20
         server.gate.set()
     assert server.highest == 10 and server.requests == 30
     assert limiter.statistics(clients[0].account).highest_in_use == 10
@@ -66,9 +80,10 @@ async def test_other_keys_are_other_accounts(tmp_path: Path) -> None:
     async with anyio.create_task_group() as tg:
         for i in range(24):
             tg.start_soon((a if i % 2 else b).received.download, f"fax_{i}", tmp_path / f"{i}.pdf")
-        await wait_all_tasks_blocked()
-        assert server.active == 20
+        await until(lambda: server.active == 20)
+        assert limiter.statistics(a.account).in_use == limiter.statistics(b.account).in_use == 10
         server.gate.set()
+    assert server.highest == 20 and server.requests == 24
 
 
 async def test_max_concurrent_downloads_caps_one_client_lower(tmp_path: Path) -> None:
@@ -77,8 +92,7 @@ async def test_max_concurrent_downloads_caps_one_client_lower(tmp_path: Path) ->
     async with anyio.create_task_group() as tg:
         for i in range(9):
             tg.start_soon(client.received.download, f"fax_{i}", tmp_path / f"{i}.pdf")
-        await wait_all_tasks_blocked()
-        assert server.active == 3
+        await until(lambda: server.active == 3)
         server.gate.set()
     assert server.highest == 3
 
