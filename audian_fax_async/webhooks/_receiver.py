@@ -364,9 +364,10 @@ class WebhookReceiver(Generic[E]):
             )
         length = headers.get("content-length")
         if length is not None:
-            if not length.strip().isdigit():
+            digits = length.strip()
+            if not digits.isascii() or not digits.isdigit() or len(digits) > 19:
                 return DeliveryResult(DeliveryOutcome.INVALID, "invalid Content-Length")
-            if int(length) > self.max_body_bytes:
+            if int(digits) > self.max_body_bytes:
                 return DeliveryResult(DeliveryOutcome.TOO_LARGE, f"body over {self.max_body_bytes} bytes")
         return None
 
