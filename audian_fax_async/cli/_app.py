@@ -127,12 +127,13 @@ async def get_command(settings: Settings, fax_id: str, as_json: bool) -> None:
 
 @cli.command("download")
 @click.argument("fax_id")
-@click.argument("dest", type=click.Path(path_type=Path), default=Path("."))
+@click.argument("dest", type=click.Path(), default=".")
 @click.option("--overwrite", is_flag=True, help="Replace an existing file.")
 @pass_settings
 @run_async
-async def download_command(settings: Settings, fax_id: str, dest: Path, overwrite: bool) -> None:
-    """Download one fax's document to DEST (a file, or an existing folder)."""
+async def download_command(settings: Settings, fax_id: str, dest: str, overwrite: bool) -> None:
+    """Download one fax's document to DEST: a file, an existing folder, or a folder to create
+    (a path ending in /)."""
     async with settings.client() as client:
         result = await client.received.download(fax_id, dest, overwrite=overwrite)
     click.echo(f"{result.path}  {result.bytes:,} bytes  sha256 {result.sha256}")

@@ -154,7 +154,8 @@ class Received(Resource):
         fax: ReceivedFax | None = None,
         max_retries: int | None = None,
     ) -> DownloadResult:
-        """Download a fax's document to ``dest``: a file path, or an existing folder.
+        """Download a fax's document to ``dest``: a file path, or a folder (one that exists, or any
+        path ending in a separator such as ``"faxes/"``, created when missing).
 
         In a folder the file is named after the fax id and format (made safe: a hostile id never
         writes outside the folder). The document streams in chunks into a temporary file beside
@@ -168,7 +169,7 @@ class Received(Resource):
         """
         check_fax_id(fax_id)
         target = Path(dest)
-        if await anyio.to_thread.run_sync(target.is_dir):
+        if await anyio.to_thread.run_sync(_as_folder, os.fspath(dest), target):
             if fax is None:
                 fax = await self.get(fax_id, max_retries=max_retries)
             target = target / safe_filename(fax_id, fax.format)
@@ -237,3 +238,16 @@ class Received(Resource):
             max_retries=max_retries,
             concurrency=concurrency,
         )
+
+
+def _as_folder(raw: str, target: Path) -> bool:
+    """Whether ``dest`` names a folder: one that exists, or a path ending in a separator (made here)."""
+    if target.is_dir():
+        return True
+    if not raw.endswith((os.sep, os.altsep or os.sep)):
+        return False
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DestinationError(f"cannot create the folder {target}: {exc.strerror or exc}") from None
+    return True
