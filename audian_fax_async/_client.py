@@ -6,7 +6,7 @@ import contextlib
 import json as _json
 import logging
 import math
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from types import TracebackType
@@ -472,17 +472,39 @@ class FaxClient:
         max_retries: int | None = None,
         idempotent: bool | None = None,
         envelope: str | None = None,
+        fallback: Callable[[Any], Awaitable[T]] | None = None,
     ) -> T:
-        """Call a path and structure its JSON body (or ``body[envelope]``) as ``cls``."""
+        """Call a path and structure its JSON body (or ``body[envelope]``) as ``cls``.
+
+        ``fallback`` is for answers the reference does not document: when the call succeeded but
+        its body is empty or of another shape, ``await fallback(data)`` (``data`` the parsed JSON,
+        or None) gives the result instead of an error, and a warning says what came back. A call
+        that already acted on the server (bought numbers, made a webhook) never fails over the shape.
+        """
         response = await self.request(
             method, path, params=params, json=json, max_retries=max_retries, idempotent=idempotent
         )
-        data = decode_json(response, mask=self.mask)
-        if envelope is not None:
-            if not isinstance(data, dict) or envelope not in data:
-                raise ValidationError(f"response has no {envelope!r} field", path=f"$.{envelope}")
-            data = data[envelope]
-        return structure(data, cls)
+        data: Any = None
+        try:
+            data = decode_json(response, mask=self.mask) if response.content.strip() else None
+            if data is None and fallback is not None:
+                raise ValidationError("the answer has no body", path="$")
+            if envelope is not None:
+                if not isinstance(data, dict) or envelope not in data:
+                    raise ValidationError(f"response has no {envelope!r} field", path=f"$.{envelope}")
+                data = data[envelope]
+            return structure(data, cls)
+        except ValidationError as exc:
+            if fallback is None:
+                raise
+            logger.warning(
+                "%s %s succeeded (%d) but its answer is not the documented shape (%s); using the fallback",
+                method,
+                path,
+                response.status_code,
+                exc,
+            )
+            return await fallback(data)
 
     # -- downloads (slots) -------------------------------------------------------------------
 

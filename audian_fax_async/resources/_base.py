@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
 from enum import Enum
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import quote
 
-from .._converter import format_datetime
-from .._exceptions import InvalidRequestError
+from .._converter import format_datetime, structure
+from .._exceptions import InvalidRequestError, ValidationError
 
 if TYPE_CHECKING:
     from .._client import FaxClient
 
 E = TypeVar("E", bound=Enum)
+M = TypeVar("M")
 
 _MAX_ID_LENGTH = 256
 
@@ -67,3 +69,16 @@ def enum_values(values: Iterable[E | str], cls: type[E], name: str) -> list[str]
     if not out:
         raise InvalidRequestError(f"{name} must not be empty")
     return [v for v in out if v is not None]
+
+
+def merged_with(cls: type[M], sent: Mapping[str, object]) -> Callable[[object], Awaitable[M]]:
+    """The fallback of a creating call whose answer is not the documented record: what was sent,
+    with whatever fields of the answer fit (an ``id``, say); what was sent alone if none do."""
+
+    async def fallback(answer: object) -> M:
+        if isinstance(answer, dict):
+            with contextlib.suppress(ValidationError):
+                return structure({**sent, **answer}, cls)
+        return structure(sent, cls)
+
+    return fallback

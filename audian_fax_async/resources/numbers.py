@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from .._exceptions import InvalidRequestError
+import contextlib
+import logging
+
+from .._converter import structure
+from .._exceptions import InvalidRequestError, ValidationError
 from .._models import FaxNumber
 from ._base import Resource
 
 __all__ = ["Numbers"]
+
+logger = logging.getLogger("audian_fax_async")
 
 MAX_NUMBERS_PER_ACCOUNT = 100
 
@@ -34,4 +40,28 @@ class Numbers(Resource):
             max_retries=max_retries,
             idempotent=False,
             envelope="numbers",
+            fallback=_numbers_of,
         )
+
+
+async def _numbers_of(answer: object) -> list[FaxNumber]:
+    """The numbers in an answer of another shape than ``{"numbers": [...]}``: a bare list, one
+    number object, or numbers as strings. Nothing recognisable gives an empty list (the numbers
+    may still have been bought: the warning logged with it says so)."""
+    if isinstance(answer, dict):
+        inner = answer.get("numbers", answer.get("data", answer))
+        items = inner if isinstance(inner, list) else [inner]
+    elif isinstance(answer, list):
+        items = answer
+    else:
+        items = []
+    numbers: list[FaxNumber] = []
+    for item in items:
+        if isinstance(item, str) and item.strip():
+            numbers.append(FaxNumber(number=item.strip()))
+        elif isinstance(item, dict):
+            with contextlib.suppress(ValidationError):
+                numbers.append(structure(item, FaxNumber))
+    if not numbers:
+        logger.warning("numbers.request succeeded but its answer names no number: they may have been bought anyway")
+    return numbers

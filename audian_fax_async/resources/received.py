@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
@@ -121,11 +121,20 @@ class Received(Resource):
         return await self._client.request_model("GET", fax_path(fax_id), ReceivedFax, max_retries=max_retries)
 
     async def update(self, fax_id: str, *, status: FaxStatus | str, max_retries: int | None = None) -> ReceivedFax:
-        """Set a fax's status (``PUT /fax/received/{id}``); returns the updated fax."""
+        """Set a fax's status (``PUT /fax/received/{id}``); returns the updated fax (fetched again
+        when the answer is not a fax record, as the reference documents no body)."""
         body = {"status": enum_value(status, FaxStatus, "status")}
         return await self._client.request_model(
-            "PUT", fax_path(fax_id), ReceivedFax, json=body, max_retries=max_retries
+            "PUT", fax_path(fax_id), ReceivedFax, json=body, max_retries=max_retries, fallback=self._refetch(fax_id)
         )
+
+    def _refetch(self, fax_id: str) -> Callable[[Any], Awaitable[ReceivedFax]]:
+        """The fallback of a change whose answer is not a fax record (a 204, say): the fax as it now is."""
+
+        async def refetch(_: Any) -> ReceivedFax:
+            return await self.get(fax_id)
+
+        return refetch
 
     async def mark_processed(self, fax_id: str, *, max_retries: int | None = None) -> ReceivedFax:
         """Mark a fax processed after handling it::
@@ -140,7 +149,12 @@ class Received(Resource):
         Archiving twice leaves the fax archived, so this POST is retried like a GET.
         """
         return await self._client.request_model(
-            "POST", fax_path(fax_id, "archive"), ReceivedFax, max_retries=max_retries, idempotent=True
+            "POST",
+            fax_path(fax_id, "archive"),
+            ReceivedFax,
+            max_retries=max_retries,
+            idempotent=True,
+            fallback=self._refetch(fax_id),
         )
 
     # -- documents ---------------------------------------------------------------------------

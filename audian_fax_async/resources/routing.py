@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .._exceptions import InvalidRequestError
 from .._models import RoutingRule, RoutingType
-from ._base import Resource, enum_value
+from ._base import Resource, enum_value, merged_with
 
 __all__ = ["Routing"]
 
@@ -37,5 +37,11 @@ class Routing(Resource):
             "enabled": bool(enabled),
         }
         return await self._client.request_model(
-            "POST", "fax/routing", RoutingRule, json=body, max_retries=max_retries, idempotent=False
+            "POST",
+            "fax/routing",
+            RoutingRule,
+            json=body,
+            max_retries=max_retries,
+            idempotent=False,
+            fallback=merged_with(RoutingRule, body),
         )

@@ -8,7 +8,7 @@ import httpx2
 
 from .._exceptions import InvalidRequestError
 from .._models import Webhook, WebhookEventType, WebhookFormat
-from ._base import Resource, enum_value, enum_values
+from ._base import Resource, enum_value, enum_values, merged_with
 
 __all__ = ["Webhooks"]
 
@@ -44,5 +44,11 @@ class Webhooks(Resource):
             "format": enum_value(format, WebhookFormat, "format"),
         }
         return await self._client.request_model(
-            "POST", "fax/webhooks", Webhook, json=body, max_retries=max_retries, idempotent=False
+            "POST",
+            "fax/webhooks",
+            Webhook,
+            json=body,
+            max_retries=max_retries,
+            idempotent=False,
+            fallback=merged_with(Webhook, body),
         )
