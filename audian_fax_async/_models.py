@@ -5,20 +5,25 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 from attrs import field, frozen
 
 __all__ = [
     "DownloadOutcome",
     "DownloadResult",
+    "EventName",
     "FaxFormat",
     "FaxNumber",
     "FaxPage",
     "FaxStatus",
+    "FormatName",
     "OutcomeKind",
     "ReceivedFax",
     "RoutingRule",
     "RoutingType",
+    "RoutingTypeName",
+    "StatusName",
     "Webhook",
     "WebhookEvent",
     "WebhookEventType",
@@ -54,6 +59,15 @@ class RoutingType(enum.StrEnum):
     EMAIL = "email"
     WEBHOOK = "webhook"
 
+
+StatusName = Literal["received", "processed", "archived"]
+"""A fax status as a string, for arguments (``status="received"``)."""
+EventName = Literal["fax_received", "fax_processed"]
+"""A webhook event as a string, for arguments (``events=["fax_received"]``)."""
+FormatName = Literal["json", "xml"]
+"""A webhook payload format as a string."""
+RoutingTypeName = Literal["email", "webhook"]
+"""A routing rule's type as a string."""
 
 FaxFormat = str
 """The document format of a fax (``"pdf"`` in every documented response)."""

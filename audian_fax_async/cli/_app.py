@@ -174,7 +174,7 @@ async def download_all_command(
         summary = await run_bulk(
             lambda on_progress: client.received.download_all(
                 dest,
-                status=status,
+                status=FaxStatus(status) if status else None,
                 from_date=from_date,
                 to_date=to_date,
                 from_number=from_number,
@@ -239,7 +239,12 @@ async def webhooks_create_command(
 ) -> None:
     """Subscribe a URL to fax events (never retried once sent: no duplicates)."""
     async with settings.client() as client:
-        hook = await client.webhooks.create(url=url, events=list(events), enabled=not disabled, format=fmt)
+        hook = await client.webhooks.create(
+            url=url,
+            events=[WebhookEventType(event) for event in events],
+            enabled=not disabled,
+            format=WebhookFormat(fmt),
+        )
     emit_json(hook)
 
 
@@ -261,7 +266,7 @@ async def routing_create_command(
     """Route incoming faxes to an email address or a webhook."""
     async with settings.client() as client:
         rule = await client.routing.create(
-            type=kind, destination=destination, attach_document=attach_document, enabled=not disabled
+            type=RoutingType(kind), destination=destination, attach_document=attach_document, enabled=not disabled
         )
     emit_json(rule)
 

@@ -15,7 +15,7 @@ from .._bulk import BulkDownload, BulkProgress
 from .._client import check_limit
 from .._download import DocumentStream, download_file
 from .._exceptions import DestinationError, InvalidRequestError
-from .._models import DownloadResult, FaxPage, FaxStatus, ReceivedFax
+from .._models import DownloadResult, FaxPage, FaxStatus, ReceivedFax, StatusName
 from .._pagination import KeysetWalk
 from .._paths import safe_filename
 from ._base import Resource, check_fax_id, enum_value, fax_path, iso
@@ -31,7 +31,7 @@ class Received(Resource):
         *,
         from_date: datetime | None,
         to_date: datetime | None,
-        status: FaxStatus | str | None,
+        status: FaxStatus | StatusName | None,
         from_number: str | None,
     ) -> dict[str, Any]:
         if from_number is not None and (not isinstance(from_number, str) or not from_number.strip()):
@@ -54,7 +54,7 @@ class Received(Resource):
         *,
         from_date: datetime | None = None,
         to_date: datetime | None = None,
-        status: FaxStatus | str | None = None,
+        status: FaxStatus | StatusName | None = None,
         from_number: str | None = None,
         max_retries: int | None = None,
     ) -> FaxPage:
@@ -81,7 +81,7 @@ class Received(Resource):
         page_size: int = 100,
         from_date: datetime | None = None,
         to_date: datetime | None = None,
-        status: FaxStatus | str | None = None,
+        status: FaxStatus | StatusName | None = None,
         from_number: str | None = None,
     ) -> AsyncIterator[ReceivedFax]:
         """Every matching fax across all pages, newest first, each exactly once.
@@ -120,7 +120,9 @@ class Received(Resource):
         """
         return await self._client.request_model("GET", fax_path(fax_id), ReceivedFax, max_retries=max_retries)
 
-    async def update(self, fax_id: str, *, status: FaxStatus | str, max_retries: int | None = None) -> ReceivedFax:
+    async def update(
+        self, fax_id: str, *, status: FaxStatus | StatusName, max_retries: int | None = None
+    ) -> ReceivedFax:
         """Set a fax's status (``PUT /fax/received/{id}``); returns the updated fax (fetched again
         when the answer is not a fax record, as the reference documents no body)."""
         body = {"status": enum_value(status, FaxStatus, "status")}
@@ -213,7 +215,7 @@ class Received(Resource):
         self,
         dest_dir: str | os.PathLike[str],
         *,
-        status: FaxStatus | str | None = None,
+        status: FaxStatus | StatusName | None = None,
         from_date: datetime | None = None,
         to_date: datetime | None = None,
         from_number: str | None = None,

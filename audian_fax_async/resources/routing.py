@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .._exceptions import InvalidRequestError
-from .._models import RoutingRule, RoutingType
+from .._models import RoutingRule, RoutingType, RoutingTypeName
 from ._base import Resource, enum_value, merged_with
 
 __all__ = ["Routing"]
@@ -15,7 +15,7 @@ class Routing(Resource):
     async def create(
         self,
         *,
-        type: RoutingType | str,
+        type: RoutingType | RoutingTypeName,
         destination: str,
         attach_document: bool = False,
         enabled: bool = True,

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 import httpx2
 
 from .._exceptions import InvalidRequestError
-from .._models import Webhook, WebhookEventType, WebhookFormat
+from .._models import EventName, FormatName, Webhook, WebhookEventType, WebhookFormat
 from ._base import Resource, enum_value, enum_values, merged_with
 
 __all__ = ["Webhooks"]
@@ -20,9 +20,9 @@ class Webhooks(Resource):
         self,
         *,
         url: str,
-        events: Iterable[WebhookEventType | str],
+        events: Iterable[WebhookEventType | EventName],
         enabled: bool = True,
-        format: WebhookFormat | str = WebhookFormat.JSON,
+        format: WebhookFormat | FormatName = WebhookFormat.JSON,
         max_retries: int | None = None,
     ) -> Webhook:
         """Subscribe ``url`` to ``events`` (``fax_received``, ``fax_processed``).
