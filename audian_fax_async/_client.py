@@ -16,6 +16,7 @@ import anyio
 import httpx2
 
 from ._config import (
+    DEFAULT_BASE_URL,
     DEFAULT_LIMITS,
     DEFAULT_MAX_CONCURRENT_DOWNLOADS,
     DEFAULT_MAX_RESPONSE_BYTES,
@@ -388,6 +389,10 @@ class FaxClient:
         message = f"{status} {response.reason_phrase or ''} for {request.method} {url}".replace("  ", " ")
         if detail:
             message += f": {detail}"
+        if status == 401:
+            message += " (check the API key: api_key= or the AUDIAN_API_KEY environment variable)"
+        elif status == 404 and api_message is None and "/v2/" not in self.base_url.path:
+            message += f" (is the base URL right? the API's paths are under /v2, e.g. {DEFAULT_BASE_URL})"
         kwargs: dict[str, Any] = {
             "status_code": status,
             "method": request.method,

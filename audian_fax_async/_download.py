@@ -414,7 +414,7 @@ class DocumentStream:
         return self._chunks_gen
 
     async def _chunks(self) -> AsyncGenerator[bytes, None]:
-        state, operation, attempts = self._state, f"stream {self.fax_id}", 0
+        state, operation, attempts, started = self._state, f"stream {self.fax_id}", 0, anyio.current_time()
         retries = retrying(self._policy, idempotent=True, operation=operation, resumable=state.can_resume)
         async for attempt in retries:
             attempts += 1
@@ -429,7 +429,7 @@ class DocumentStream:
                 with attempt:
                     raise failure
             except Exception as exc:  # tenacity gave up: raised as itself
-                log_failure(operation, attempts, exc)
+                log_failure(operation, attempts, exc, self._policy, started)
                 raise
 
     async def _one_attempt(self) -> AsyncIterator[bytes]:

@@ -18,7 +18,7 @@ import anyio
 from attrs import evolve, field, frozen
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from ._exceptions import APIConnectionError, APIStatusError, IncompleteDownloadError, RateLimitError
+from ._exceptions import APIConnectionError, APIStatusError, AudianError, IncompleteDownloadError, RateLimitError
 
 __all__ = [
     "RETRYABLE_STATUS",
@@ -184,8 +184,23 @@ def retrying(
     )
 
 
-def log_failure(operation: str, attempts: int, exc: BaseException) -> None:
-    """The final failure of a call that was retried, at WARNING (the key is never in an error's text)."""
+def log_failure(
+    operation: str, attempts: int, exc: BaseException, policy: RetryPolicy | None = None, started: float | None = None
+) -> None:
+    """The final failure of a call: logged at WARNING when it was retried, and its message told how
+    many attempts it took, or why it was not retried (a ``Retry-After`` beyond the policy's cap)."""
+    note = ""
+    retry_after = retry_after_of(exc)
+    if policy is not None and retry_after is not None and retry_after > policy.max_retry_after:
+        note = (
+            f"not retried: the API asked to wait {retry_after:.0f} s, more than "
+            f"RetryPolicy.max_retry_after={policy.max_retry_after:g} s"
+        )
+    elif attempts > 1:
+        spent = f" over {anyio.current_time() - started:.1f} s" if started is not None else ""
+        note = f"gave up after {attempts} attempts{spent}"
+    if note and isinstance(exc, AudianError) and exc.args and isinstance(exc.args[0], str):
+        exc.args = (f"{exc.args[0]} ({note})", *exc.args[1:])
     if attempts > 1:
         logger.warning("%s failed after %d attempts: %s: %s", operation, attempts, type(exc).__name__, exc)
 
@@ -199,13 +214,13 @@ async def call_with_retries(
     on_retry: Callable[[BaseException], None] | None = None,
 ) -> T:
     """``await call()``, retried as :func:`retrying` decides; the last error is raised as itself."""
-    attempts = 0
+    attempts, started = 0, anyio.current_time()
     try:
         async for attempt in retrying(policy, idempotent=idempotent, operation=operation, on_retry=on_retry):
             with attempt:
                 attempts += 1
                 return await call()
     except Exception as exc:
-        log_failure(operation, attempts, exc)
+        log_failure(operation, attempts, exc, policy, started)
         raise
     raise AssertionError("unreachable: tenacity stops only by raising once an attempt failed")  # pragma: no cover
