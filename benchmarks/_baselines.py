@@ -262,10 +262,12 @@ async def sdk_client(stack: str, base_url: str, key: str) -> AsyncIterator[FaxCl
     elif stack == "sdk_http_client":
         async with httpx2.AsyncClient() as http, FaxClient(api_key=key, base_url=base_url, http_client=http) as client:
             yield client
-    elif stack == "sdk_aiohttp":
+    elif stack in ("sdk_aiohttp", "sdk_aiohttp_64k"):
         from audian_fax_async import AiohttpTransport
 
-        async with FaxClient(api_key=key, base_url=base_url, transport=AiohttpTransport()) as client:
+        # sdk_aiohttp_64k: aiohttp's own read buffer, to price the transport's larger default.
+        transport = AiohttpTransport(read_bufsize=64 * 1024) if stack == "sdk_aiohttp_64k" else AiohttpTransport()
+        async with FaxClient(api_key=key, base_url=base_url, transport=transport) as client:
             yield client
     else:
         raise ValueError(f"unknown SDK stack {stack!r} (one of {', '.join(SDK_STACKS)})")

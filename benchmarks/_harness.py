@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime
 from importlib import metadata
+from pathlib import Path
 from typing import Any, TypeVar
 
 __all__ = [
@@ -139,11 +140,32 @@ def _version(name: str) -> str:
         return "-"
 
 
+def sdk_revision() -> str:
+    """The git commit of the SDK being measured, with ``+changes`` if its files differ from it."""
+    import subprocess
+    from importlib.util import find_spec
+
+    spec = find_spec("audian_fax_async")
+    if spec is None or spec.origin is None:
+        return "-"
+    package = Path(spec.origin).parent
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(package), *args], capture_output=True, text=True, check=False)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD")
+    if not commit:
+        return "-"
+    return commit + ("+changes" if git("status", "--porcelain", "--", ".") else "")
+
+
 def environment() -> dict[str, Any]:
     """Where the numbers were taken."""
     load = os.getloadavg()
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "sdk_revision": sdk_revision(),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "cores": os.cpu_count(),
