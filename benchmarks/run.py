@@ -133,7 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=list(SCENARIOS), help="run only these scenarios")
     parser.add_argument("--loops", nargs="+", choices=LOOPS, help="run only on these event loops")
     parser.add_argument("--tiny", action="store_true", help="tiny sizes (seconds); results are not saved")
+    parser.add_argument("--table", action="store_true", help="only rebuild the README's table from results/")
     args = parser.parse_args(argv)
+    if args.table:
+        _write_readme(_saved_results())
+        return 0
     loops = tuple(args.loops) if args.loops else None
     names = args.only or list(SCENARIOS)
     failed = False
@@ -153,9 +157,14 @@ def main(argv: list[str] | None = None) -> int:
             RESULTS.mkdir(exist_ok=True)
             (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     if not args.tiny:
-        ordered = [RESULTS / f"{n}.json" for n in SCENARIOS if (RESULTS / f"{n}.json").exists()]
-        _write_readme([json.loads(p.read_text()) for p in ordered])
+        _write_readme(_saved_results())
     return 1 if failed else 0
+
+
+def _saved_results() -> list[dict[str, Any]]:
+    """Every scenario's saved result, in the scenarios' order."""
+    ordered = [RESULTS / f"{n}.json" for n in SCENARIOS if (RESULTS / f"{n}.json").exists()]
+    return [json.loads(p.read_text()) for p in ordered]
 
 
 if __name__ == "__main__":
