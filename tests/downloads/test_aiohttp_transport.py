@@ -1,8 +1,10 @@
-"""``FaxClient(transport=AiohttpTransport())`` over real loopback sockets: every download guarantee holds,
-and a connection error says truthfully whether the request may have reached the server.
+"""``AiohttpTransport`` over real loopback sockets, on asyncio and on uvloop: alone (through a plain
+``httpx2.AsyncClient``) and under ``FaxClient``, every download guarantee holds, per-request timeouts
+apply, and a connection error says truthfully whether the request may have reached the server.
 
 The emulator serves the normal and faulty downloads; a bare socket server (:class:`RawServer`) plays the
-misbehaviours the emulator cannot: closing after reading a request, never answering, a short body.
+misbehaviours the emulator cannot: closing after reading a request, never answering, a short body, TLS
+with a certificate of its own.
 """
 
 from __future__ import annotations
@@ -10,12 +12,17 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from types import SimpleNamespace
+from typing import Any
 
+import aiohttp
 import anyio
 import httpx2
 import pytest
@@ -32,10 +39,16 @@ from audian_fax_async.emulator import AdminClient
 
 from .conftest import ClientFactory, assert_matches_emulator, no_sleep, partial_files
 
-pytestmark = pytest.mark.filterwarnings("error::ResourceWarning")
+pytestmark = [pytest.mark.anyio, pytest.mark.filterwarnings("error::ResourceWarning")]
 
 DEFAULT_TIMEOUT = httpx2.Timeout(connect=10.0, read=60.0, write=30.0, pool=30.0)
 PDF = b"%PDF-1.7\n" + b"x" * 200_000 + b"\n%%EOF\n"
+
+
+@pytest.fixture(scope="module", params=["asyncio", ("asyncio", {"use_uvloop": True})], ids=["asyncio", "uvloop"])
+def anyio_backend(request: pytest.FixtureRequest) -> Any:
+    """asyncio and uvloop (aiohttp has no trio support; tests/core checks that trio is refused)."""
+    return request.param
 
 
 def _sha(path: Path) -> str:
@@ -73,13 +86,15 @@ def _read_request(conn: socket.socket) -> bytes | None:
 class RawServer:
     """HTTP/1.1 by hand on 127.0.0.1 (a free port), one thread per connection, scripted by ``answer``.
 
-    It counts connections and requests, and notices when the client closes a connection.
+    It counts connections and requests, and notices when the client closes a connection. With ``tls``
+    it speaks HTTPS (a handshake the client refuses ends that connection before any request).
     """
 
-    def __init__(self, answer: Answer) -> None:
+    def __init__(self, answer: Answer, *, tls: ssl.SSLContext | None = None) -> None:
         self._answer = answer
+        self._tls = tls
         self._listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self._listener.getsockname()[1]}"
         self.requests: list[bytes] = []
         self.connections = 0
         self.client_closed = threading.Event()
@@ -115,6 +130,9 @@ class RawServer:
 
     def _serve(self, conn: socket.socket) -> None:
         try:
+            if self._tls is not None:
+                conn = self._tls.wrap_socket(conn, server_side=True)
+                self._conns.append(conn)
             while not self.stop.is_set():
                 request = _read_request(conn)
                 if request is None:
@@ -250,9 +268,30 @@ async def test_a_response_read_to_its_end_gives_the_connection_back_for_the_next
     assert len(server.requests) == 2 and server.connections == 1
 
 
+@pytest.fixture
+def aiohttp_responses(monkeypatch: pytest.MonkeyPatch) -> list[aiohttp.ClientResponse]:
+    """Every response of the sessions a transport opens, seen through aiohttp's public request tracing."""
+    seen: list[aiohttp.ClientResponse] = []
+
+    async def on_request_end(
+        session: aiohttp.ClientSession, context: SimpleNamespace, params: aiohttp.TraceRequestEndParams
+    ) -> None:
+        seen.append(params.response)
+
+    real = aiohttp.ClientSession
+
+    def traced_session(*args: Any, **kwargs: Any) -> aiohttp.ClientSession:
+        trace = aiohttp.TraceConfig()
+        trace.on_request_end.append(on_request_end)
+        return real(*args, trace_configs=[trace], **kwargs)
+
+    monkeypatch.setattr(aiohttp, "ClientSession", traced_session)
+    return seen
+
+
 @pytest.mark.parametrize(("given", "limits"), [(None, (256 * 1024, 512 * 1024)), (100_000, (100_000, 200_000))])
 async def test_each_connection_buffers_read_bufsize_before_it_stops_reading(
-    given: int | None, limits: tuple[int, int]
+    given: int | None, limits: tuple[int, int], aiohttp_responses: list[aiohttp.ClientResponse]
 ) -> None:
     # aiohttp's default (64 KiB: stop reading at 128 KiB unread) paused and resumed the socket on
     # nearly every read of a fast download; the transport's buffer is 256 KiB unless told otherwise.
@@ -264,14 +303,12 @@ async def test_each_connection_buffers_read_bufsize_before_it_stops_reading(
 
     transport = AiohttpTransport() if given is None else AiohttpTransport(read_bufsize=given)
     with RawServer(big) as server:
-        try:
-            response = await transport.handle_async_request(httpx2.Request("GET", f"{server.url}/doc"))
-            content = cast(Any, response.stream)._response.content  # aiohttp's StreamReader
-            assert content.get_read_buffer_limits() == limits
-            assert b"".join([chunk async for chunk in response.aiter_raw()]) == body
-            await response.aclose()
-        finally:
-            await transport.aclose()
+        async with httpx2.AsyncClient(transport=transport) as client:
+            response = await client.get(f"{server.url}/doc")
+
+    assert response.content == body
+    [aio_response] = aiohttp_responses
+    assert aio_response.content.get_read_buffer_limits() == limits
 
 
 @pytest.mark.parametrize("size", [0, -1])
@@ -298,6 +335,109 @@ async def test_the_request_headers_reach_the_server_as_httpx_built_them() -> Non
     # The one header aiohttp adds: an explicit empty body on a DELETE that has none.
     assert ours[2] == delete | {b"Content-Length: 0"}
     assert b"X-Auth-Token: secret-key" in ours[0]
+
+
+# -- the transport alone, under a plain httpx2 client: errors and per-request timeouts ------------
+
+
+def _closed_port() -> int:
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        return int(probe.getsockname()[1])  # nobody listens there once the probe is closed
+
+
+async def test_a_refused_connection_is_a_connect_error() -> None:
+    async with httpx2.AsyncClient(transport=AiohttpTransport()) as client:
+        with pytest.raises(httpx2.ConnectError) as caught:
+            await client.post(f"http://127.0.0.1:{_closed_port()}/v2/fax/numbers", json={})
+
+    assert isinstance(caught.value.__cause__, aiohttp.ClientConnectorError)
+
+
+async def test_a_server_that_hangs_up_after_a_post_is_a_protocol_error_and_aiohttp_sends_it_once() -> None:
+    with RawServer(close_without_answering) as server:
+        async with httpx2.AsyncClient(transport=AiohttpTransport()) as client:
+            with pytest.raises(httpx2.RemoteProtocolError):
+                await client.post(f"{server.url}/v2/fax/numbers", json={"area_code": "202"})
+
+    assert len(server.requests) == 1
+
+
+async def test_the_read_timeout_of_one_request_applies_to_that_request() -> None:
+    with RawServer(never_answer) as server:
+        async with httpx2.AsyncClient(transport=AiohttpTransport(), timeout=60.0) as client:
+            with pytest.raises(httpx2.ReadTimeout):
+                await client.get(f"{server.url}/slow", timeout=httpx2.Timeout(60.0, read=0.05))
+
+    assert len(server.requests) == 1
+
+
+async def test_waiting_past_the_pool_timeout_for_a_connection_is_a_connect_timeout_never_sent() -> None:
+    def hold(request: bytes, conn: socket.socket, server: RawServer) -> bool:
+        conn.sendall(_respond("200 OK", PDF[:100], length=len(PDF)))  # the rest never comes
+        server.stop.wait(5)
+        return False
+
+    transport = AiohttpTransport(limits=httpx2.Limits(max_connections=1))
+    with RawServer(hold) as server:
+        async with (
+            httpx2.AsyncClient(transport=transport) as client,
+            client.stream("GET", f"{server.url}/one"),  # holds the only connection
+        ):
+            # fail_after only turns a missing pool timeout into a failure instead of a hang.
+            with anyio.fail_after(30), pytest.raises(httpx2.ConnectTimeout):
+                await client.get(f"{server.url}/two", timeout=httpx2.Timeout(60.0, connect=0.02, pool=0.03))
+
+    assert len(server.requests) == 1
+
+
+@pytest.fixture(scope="module")
+def tls_server_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key, made by the openssl command."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("needs the openssl command to make a test certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    options = "req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=127.0.0.1"
+    subprocess.run(
+        [openssl, *options.split(), "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return cert, key
+
+
+def _tls_server_context(files: tuple[Path, Path]) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*files)
+    return context
+
+
+@pytest.mark.parametrize("trusting", ["context", "no verification"])
+async def test_https_with_the_servers_certificate_trusted_or_unverified(
+    tls_server_files: tuple[Path, Path], trusting: str
+) -> None:
+    verify: ssl.SSLContext | bool = False
+    if trusting == "context":
+        verify = ssl.create_default_context(cafile=str(tls_server_files[0]))
+    with RawServer(json_ok, tls=_tls_server_context(tls_server_files)) as server:
+        async with httpx2.AsyncClient(transport=AiohttpTransport(verify=verify)) as client:
+            response = await client.get(f"{server.url}/v2/fax/received")
+
+    assert response.status_code == 200 and response.json() == {}
+    assert len(server.requests) == 1
+
+
+async def test_an_untrusted_certificate_is_a_connect_error_and_no_request_is_sent(
+    tls_server_files: tuple[Path, Path],
+) -> None:
+    with RawServer(json_ok, tls=_tls_server_context(tls_server_files)) as server:
+        async with httpx2.AsyncClient(transport=AiohttpTransport()) as client:  # verify=True: the OS trust store
+            with pytest.raises(httpx2.ConnectError, match="certificate"):
+                await client.post(f"{server.url}/v2/fax/numbers", json={})
+
+    assert server.requests == []
 
 
 # -- connection errors: was the request sent? ----------------------------------------------------
