@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -260,16 +261,20 @@ async def test_a_mistyped_list_response_raises_validation_error_from_the_client(
 
 
 @pytest.mark.parametrize(
-    ("content", "content_type"),
-    [(b"<html>502 Bad Gateway</html>", "text/html"), (b"", "application/json"), (b'{"faxes": [', "application/json")],
+    ("content", "content_type", "reason"),
+    [
+        (b"<html>502 Bad Gateway</html>", "text/html", "not valid JSON"),
+        (b"", "application/json", "expected a JSON object"),
+        (b'{"faxes": [', "application/json", "not valid JSON"),
+    ],
     ids=["html", "empty", "truncated"],
 )
 async def test_a_non_json_body_raises_validation_error(
-    client: FaxClient, api: respx.MockRouter, content: bytes, content_type: str
+    client: FaxClient, api: respx.MockRouter, content: bytes, content_type: str, reason: str
 ) -> None:
     api.get("/fax/received/fax_1").respond(200, content=content, content_type=content_type)
 
-    with pytest.raises(ValidationError, match="not valid JSON") as caught:
+    with pytest.raises(ValidationError, match=reason) as caught:
         await client.received.get("fax_1")
 
     assert caught.value.path == "$"
@@ -287,21 +292,40 @@ async def test_a_json_body_that_is_not_an_object_raises_validation_error(
     assert caught.value.path == "$"
 
 
-async def test_a_numbers_response_without_its_envelope_raises_validation_error(
-    client: FaxClient, api: respx.MockRouter
+# A numbers request has bought numbers once it succeeded: an answer of another shape than the
+# reference's is read as well as it can be, with a warning, never raised as an error.
+
+
+async def test_a_numbers_response_without_its_envelope_is_read_with_a_warning(
+    client: FaxClient, api: respx.MockRouter, caplog: pytest.LogCaptureFixture
 ) -> None:
-    api.post("/fax/numbers").respond(201, json=[{"number": "+12025550100"}])
+    api.post("/fax/numbers").respond(201, json=[{"number": "+12025550100"}, "+12025550101"])
 
-    with pytest.raises(ValidationError) as caught:
-        await client.numbers.request(area_code="202")
+    with caplog.at_level(logging.WARNING, logger="audian_fax_async"):
+        numbers = await client.numbers.request(area_code="202", quantity=2)
 
-    assert caught.value.path == "$.numbers"
+    assert [n.number for n in numbers] == ["+12025550100", "+12025550101"]
+    assert "not the documented shape" in caplog.text
 
 
-async def test_a_numbers_response_with_a_bad_item_names_it(client: FaxClient, api: respx.MockRouter) -> None:
+async def test_a_numbers_response_with_a_bad_item_keeps_the_good_ones(
+    client: FaxClient, api: respx.MockRouter, caplog: pytest.LogCaptureFixture
+) -> None:
     api.post("/fax/numbers").respond(201, json={"numbers": [{"number": "+12025550100"}, {"id": "num_2"}]})
 
-    with pytest.raises(ValidationError) as caught:
-        await client.numbers.request(area_code="202", quantity=2)
+    with caplog.at_level(logging.WARNING, logger="audian_fax_async"):
+        numbers = await client.numbers.request(area_code="202", quantity=2)
 
-    assert caught.value.path == "$[1].number"
+    assert [n.number for n in numbers] == ["+12025550100"]
+    assert "$[1].number" in caplog.text  # the warning says what did not fit
+
+
+async def test_a_numbers_response_naming_no_number_warns_that_they_may_be_bought(
+    client: FaxClient, api: respx.MockRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    api.post("/fax/numbers").respond(201, content=b"")
+
+    with caplog.at_level(logging.WARNING, logger="audian_fax_async"):
+        assert await client.numbers.request(area_code="202") == []
+
+    assert "may have been bought" in caplog.text

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Callable
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -156,17 +157,24 @@ async def chunks_of(body: bytes, *, then: Exception | None = None) -> AsyncItera
 
 
 def document(
-    body: bytes, *, status: int = 200, length: int | None = None, then: Exception | None = None, **headers: str
+    body: bytes,
+    *,
+    status: int = 200,
+    length: int | None = None,
+    then: Exception | None = None,
+    headers: Mapping[str, str] | None = None,
+    **more: str,
 ) -> httpx2.Response:
-    """A streamed document response; ``Content-Length`` is ``length`` (default: the body's)."""
+    """A streamed document response; ``Content-Length`` is ``length`` (default: the body's).
+    Header names may be spelt with underscores (``Accept_Ranges``)."""
     sent = {"Content-Length": str(len(body) if length is None else length)}
-    sent.update({name.replace("_", "-"): value for name, value in headers.items()})
+    sent.update({name.replace("_", "-"): value for name, value in {**(headers or {}), **more}.items()})
     return httpx2.Response(status, content=chunks_of(body, then=then), headers=sent)
 
 
 def broken_off(at: int, **headers: str) -> httpx2.Response:
     """The first ``at`` bytes of the document under its full ``Content-Length``, then a reset."""
-    return document(PDF[:at], length=len(PDF), then=httpx2.ReadError("connection reset"), **headers)
+    return document(PDF[:at], length=len(PDF), then=httpx2.ReadError("connection reset"), headers=headers)
 
 
 async def test_a_response_whose_body_the_transport_already_read_is_downloaded(tmp_path: Path) -> None:
@@ -279,7 +287,7 @@ async def test_a_206_that_does_not_continue_the_same_document_restarts_from_zero
             )
         if len(calls) == 2:
             start = int(bad_206["Content_Range"].split()[1].split("-")[0])
-            return document(b"X" * (len(PDF) - start), status=206, **bad_206)
+            return document(b"X" * (len(PDF) - start), status=206, headers=bad_206)
         return document(PDF, ETag='"v2"', Accept_Ranges="bytes")
 
     async with client_for(handler) as client:
@@ -327,3 +335,28 @@ async def test_cross_origin_redirect_of_a_download_drops_the_key(tmp_path: Path)
     async with client_for(handler) as client:
         await client.received.download("fax_1", tmp_path / "x.pdf")
     assert seen == {"api.test": "k", "cdn.example": None}
+
+
+async def test_downloads_and_streams_retry_through_the_one_engine_and_log_alike(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="audian_fax_async")
+    served = 0
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        nonlocal served
+        served += 1
+        if served % 2:  # every first attempt breaks off; the second resumes
+            return broken_off(4096, ETag='"v1"', Accept_Ranges="bytes")
+        span = f"bytes 4096-{len(PDF) - 1}/{len(PDF)}"
+        return document(PDF[4096:], status=206, ETag='"v1"', Content_Range=span)
+
+    async with client_for(handler) as client:
+        await client.received.download("fax_1", tmp_path / "x.pdf", fax=fax())
+        async with client.received.stream("fax_1") as stream:
+            streamed = b"".join([chunk async for chunk in stream])
+
+    assert (tmp_path / "x.pdf").read_bytes() == PDF == streamed
+    retries = [r for r in caplog.records if r.getMessage().startswith("retrying")]
+    assert [r.getMessage().split(" in ")[0] for r in retries] == ["retrying download fax_1", "retrying stream fax_1"]
+    assert all(r.levelno == logging.INFO and "ReadError" in r.getMessage() for r in retries)

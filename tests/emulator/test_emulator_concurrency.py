@@ -8,12 +8,13 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
-from emulator_helpers import error_of
 from starlette.requests import Request
 
 from audian_fax_async.emulator import AdminClient, EmulatorConfig, FaultConfig, run_emulator
 from audian_fax_async.emulator._app import EmulatorCore
 from audian_fax_async.emulator._responses import DocumentResponse
+
+from .emulator_helpers import error_of
 
 # The emulator serves from its own thread; these tests check it, not the client's loop independence.
 pytestmark = pytest.mark.loops("asyncio")

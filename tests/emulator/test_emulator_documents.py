@@ -10,10 +10,11 @@ from typing import Any
 import httpx2
 import pypdf
 import pytest
-from emulator_helpers import error_of
 
 from audian_fax_async.emulator import AdminClient, EmulatorConfig, run_emulator
 from audian_fax_async.emulator._documents import DocumentSpec, DocumentStore, build_layout
+
+from .emulator_helpers import error_of
 
 # The emulator serves from its own thread; these tests check it, not the client's loop independence.
 pytestmark = pytest.mark.loops("asyncio")

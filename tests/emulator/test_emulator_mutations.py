@@ -6,9 +6,10 @@ from typing import Any
 
 import httpx2
 import pytest
-from emulator_helpers import error_of
 
 from audian_fax_async.emulator import AdminClient
+
+from .emulator_helpers import error_of
 
 # The emulator serves from its own thread; these tests check it, not the client's loop independence.
 pytestmark = pytest.mark.loops("asyncio")

@@ -9,10 +9,11 @@ import anyio
 import httpx2
 import pytest
 from defusedxml.ElementTree import fromstring
-from emulator_helpers import Receiver, free_port_url, serve_receiver
 
 from audian_fax_async.emulator import AdminClient, Emulator
 from audian_fax_async.emulator._webhooks import render_payload
+
+from .emulator_helpers import Receiver, free_port_url, serve_receiver
 
 # The emulator serves from its own thread; these tests check it, not the client's loop independence.
 pytestmark = pytest.mark.loops("asyncio")

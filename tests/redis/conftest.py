@@ -1,8 +1,7 @@
 """Fixtures of the Redis suite: a real redis-server on a free loopback port, started and stopped here.
 
 The suite never skips for want of Redis: a missing ``redis-server`` fails loudly (``make pytest`` and
-``.ci/run`` install it). Test modules import these fixtures by name (a ``conftest.py`` here would
-clash with the other suites' under mypy, and a package named ``redis`` would shadow redis-py).
+``.ci/run`` install it). This folder is the package ``tests.redis``, so it never shadows redis-py.
 """
 
 from __future__ import annotations
@@ -12,9 +11,10 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis.asyncio as aioredis
-from redis_server import RedisServer
 
 from audian_fax_async.emulator import AdminClient, Emulator, EmulatorConfig, EmulatorThread
+
+from .redis_server import RedisServer
 
 
 @pytest.fixture(scope="session")

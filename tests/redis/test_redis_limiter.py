@@ -14,7 +14,6 @@ from typing import Unpack
 import anyio
 import pytest
 import redis.asyncio as aioredis
-from redis_server import RedisServer, free_port
 
 import audian_fax_async
 import audian_fax_async.redis
@@ -22,7 +21,7 @@ from audian_fax_async import ConfigurationError, FaxClient, LimiterError, Limite
 from audian_fax_async._redis._scripts import ACQUIRE, account_keys
 from audian_fax_async.redis import RedisLimiter, RedisLimiterOptions
 
-pytest_plugins = ["redis_fixtures"]
+from .redis_server import RedisServer, free_port
 
 # redis.asyncio needs asyncio: these run on asyncio and uvloop (trio is refused, tested below).
 pytestmark = [pytest.mark.redis, pytest.mark.loops("asyncio", "uvloop")]

@@ -22,13 +22,12 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
-from redis_server import RedisServer
 
 from audian_fax_async._config import account_id
 from audian_fax_async.emulator import AdminClient, Emulator
 from audian_fax_async.redis import RedisLimiter
 
-pytest_plugins = ["redis_fixtures"]
+from .redis_server import RedisServer
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 

@@ -9,13 +9,12 @@ from collections.abc import AsyncIterator
 
 import anyio
 import pytest
-from redis_server import RedisServer, free_port
 
 from audian_fax_async import WebhookEvent
 from audian_fax_async.redis import RedisIdempotencyStore
 from audian_fax_async.webhooks import ClaimStatus, DeliveryOutcome, IdempotencyStore, WebhookReceiver
 
-pytest_plugins = ["redis_fixtures"]
+from .redis_server import RedisServer, free_port
 
 # redis.asyncio needs asyncio: these run on asyncio and uvloop (trio is refused, tested below).
 pytestmark = [pytest.mark.redis, pytest.mark.loops("asyncio", "uvloop")]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import httpx2
@@ -73,7 +73,7 @@ class SucceedsAfterFailing(Recorder):
 
 @pytest.mark.parametrize("fmt", ["json", "xml"])
 async def test_emulator_delivery_failed_twice_is_retried_and_handled_once(
-    fmt: str, fax_client: FaxClient, admin: AsyncAdminClient, audian_api_key: str
+    fmt: Literal["json", "xml"], fax_client: FaxClient, admin: AsyncAdminClient, audian_api_key: str
 ) -> None:
     handler = SucceedsAfterFailing(fail_times=2)
     receiver = WebhookReceiver(handler)
