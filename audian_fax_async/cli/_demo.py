@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 __all__ = ["demo_command"]
 
 DEMO_KEY = "demo-key"
+#: The emulator's named fault profiles (``audian_fax_async.emulator.PROFILES``; a test keeps them equal).
+FAULT_PROFILES = ("chaos", "flaky", "none")
 
 
 def _clear_previous(dest: Path) -> int:
@@ -67,7 +70,9 @@ async def _read_urls(process: Process) -> tuple[str, str]:
                 break
     match = re.search(rb"API (\S+)\s+admin (\S+)", buffer)
     if match is None:
-        fail(f"the emulator did not start: {buffer.decode(errors='replace').strip()}")
+        said = buffer.decode(errors="replace").strip()
+        code = await process.wait()
+        fail(f"the emulator did not start (exit status {code}){': ' + said if said else ''}")
     return match.group(1).decode(), match.group(2).decode()
 
 
@@ -93,7 +98,14 @@ def _verify(admin: AdminClient, outcomes: list[DownloadOutcome], console: Consol
 @click.option("--dest", type=click.Path(path_type=Path), default=Path("demo-faxes"), show_default=True)
 @click.option("--faxes", default=300, show_default=True, type=click.IntRange(1, 100_000))
 @click.option("--seed", default=7, show_default=True, type=int)
-@click.option("--faults", "profile", default="chaos", show_default=True, help="Emulator fault profile.")
+@click.option(
+    "--faults",
+    "profile",
+    default="chaos",
+    show_default=True,
+    type=click.Choice(FAULT_PROFILES),
+    help="Emulator fault profile (as audian-fax emulator --faults).",
+)
 @click.option("--latency", default=0.02, show_default=True, type=float, help="Seconds added to every request.")
 @click.option(
     "--bandwidth",
@@ -151,7 +163,8 @@ async def demo_command(
                 _verify, AdminClient(admin_url), summary.outcomes or [], console
             )
         finally:
-            process.terminate()
+            with contextlib.suppress(ProcessLookupError):  # it may have exited on its own
+                process.terminate()
     leftovers = await anyio.to_thread.run_sync(lambda: list(dest.rglob("*.part")))
     where = await anyio.to_thread.run_sync(dest.resolve)
     downloads = stats.get("downloads", {})

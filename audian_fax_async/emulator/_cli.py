@@ -121,7 +121,10 @@ def emulator_command(
             )
             await emulator.wait_stopped()
 
-    _run(serve)
+    try:
+        _run(serve)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def _run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
