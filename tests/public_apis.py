@@ -87,9 +87,31 @@ def _self_name(func: ast.FunctionDef | ast.AsyncFunctionDef) -> str | None:
     return args[0].arg if args else None
 
 
-def collect_class_names(tree: ast.AST, module: str, into: ClassNames) -> None:
+def _statements(body: list[ast.stmt]) -> Iterator[ast.stmt]:
+    """Every statement in ``body``, nested blocks included (expressions are not entered: cheap)."""
+    for stmt in body:
+        yield stmt
+        for name in ("body", "orelse", "finalbody"):
+            block = getattr(stmt, name, None)
+            if isinstance(block, list):
+                yield from _statements(block)
+        for handler in getattr(stmt, "handlers", ()):
+            yield from _statements(handler.body)
+        for case in getattr(stmt, "cases", ()):
+            yield from _statements(case.body)
+
+
+def _assigned(stmt: ast.stmt) -> list[ast.expr]:
+    if isinstance(stmt, ast.Assign):
+        return [t for target in stmt.targets for t in (target.elts if isinstance(target, ast.Tuple) else [target])]
+    if isinstance(stmt, ast.AnnAssign | ast.AugAssign):
+        return [stmt.target]
+    return []
+
+
+def collect_class_names(tree: ast.Module, module: str, into: ClassNames) -> None:
     """Add the private and state names of every class in ``tree`` to ``into``."""
-    for node in ast.walk(tree):
+    for node in _statements(tree.body):
         if not isinstance(node, ast.ClassDef):
             continue
         owner = f"{module}.{node.name}"
@@ -108,17 +130,18 @@ def collect_class_names(tree: ast.AST, module: str, into: ClassNames) -> None:
             if not isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef):
                 continue
             receiver = _self_name(item)
-            for sub in ast.walk(item):
-                if (
-                    isinstance(sub, ast.Attribute)
-                    and isinstance(sub.ctx, ast.Store)
-                    and isinstance(sub.value, ast.Name)
-                    and sub.value.id == receiver
-                ):
-                    if is_private(sub.attr):
-                        into.private.setdefault(sub.attr, owner)
-                    elif not sub.attr.startswith("__") and item.name not in _INIT_METHODS and not _is_setter(item):
-                        into.state.setdefault(sub.attr, owner)
+            for stmt in _statements(item.body):
+                for target in _assigned(stmt):
+                    if not (
+                        isinstance(target, ast.Attribute)
+                        and isinstance(target.value, ast.Name)
+                        and target.value.id == receiver
+                    ):
+                        continue
+                    if is_private(target.attr):
+                        into.private.setdefault(target.attr, owner)
+                    elif not target.attr.startswith("__") and item.name not in _INIT_METHODS and not _is_setter(item):
+                        into.state.setdefault(target.attr, owner)
 
 
 def _is_setter(func: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
