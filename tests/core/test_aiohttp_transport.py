@@ -43,7 +43,8 @@ def anyio_backend(request: pytest.FixtureRequest) -> Any:
 
 # What aiohttp's connector errors read from their connection key (its class is not exported).
 _KEY: Any = SimpleNamespace(host="api.example", port=443, ssl=True, is_ssl=True)
-_INFO = aiohttp.RequestInfo(URL("https://api.example/v2/fax/numbers"), "POST", CIMultiDictProxy(CIMultiDict()))
+_URL = URL("https://api.example/v2/fax/numbers")
+_INFO = aiohttp.RequestInfo(_URL, "POST", CIMultiDictProxy(CIMultiDict()), _URL)  # real_url: required in 3.11.0
 _REQUEST = httpx2.Request("POST", "https://api.example/v2/fax/numbers")
 
 # Raised by aiohttp before a byte of the request is written: connect, DNS, TLS, proxy, pool, URL.
@@ -84,7 +85,7 @@ MAYBE_SENT: list[tuple[Exception, type[httpx2.TransportError]]] = [
     (ConnectionResetError(104, "Connection reset by peer"), httpx2.ReadError),
     (OSError(32, "Broken pipe"), httpx2.ReadError),
 ]
-if hasattr(aiohttp, "ClientConnectionResetError"):  # aiohttp >= 3.10.?: writing to a closing transport
+if hasattr(aiohttp, "ClientConnectionResetError"):  # aiohttp >= 3.10.6: writing to a closing transport
     MAYBE_SENT.append((aiohttp.ClientConnectionResetError("Cannot write to closing transport"), httpx2.ReadError))
 
 
