@@ -1,9 +1,10 @@
 """Every async test runs through anyio's pytest plugin, on the event loops its module names.
 
-pytest-asyncio is switched off (``-p no:asyncio`` in ``pyproject.toml``) and anyio runs in auto mode:
-one plugin owns every async test and fixture, so no test can end up on a loop other than the one
-its id says. Unless a module says otherwise with ``pytestmark = pytest.mark.loops(...)``, a test
-runs on asyncio, on uvloop and on trio (ids ``[asyncio]``, ``[uvloop]``, ``[trio]``).
+pytest-asyncio is switched off (``-p no:asyncio`` in ``pyproject.toml``) and every coroutine test is
+marked for anyio here: one plugin owns every async test and fixture, so no test can end up on a
+loop other than the one its id says. Unless a module (or class, or test) says otherwise with
+``pytest.mark.loops(...)``, a test runs on asyncio, on uvloop and on trio (ids ``[asyncio]``,
+``[uvloop]``, ``[trio]``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,18 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "loops(*names): the event loops the module's async tests run on (asyncio, uvloop, trio)"
     )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: object) -> None:
+    # Before anyio's own hook looks for its marker: every coroutine test is anyio's (what anyio's
+    # auto mode does, without depending on the anyio version that has it).
+    if (
+        inspect.iscoroutinefunction(obj)
+        and isinstance(collector, pytest.Module | pytest.Class)
+        and collector.istestfunction(obj, name)
+    ):
+        pytest.mark.anyio(obj)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +64,7 @@ def _defines_its_own_backend(metafunc: pytest.Metafunc) -> bool:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # anyio's auto mode gives every coroutine test the backend; a test without one would not run at all.
+    # Every coroutine test gets the backend above; one without it would not run at all.
     stray = [
         item.nodeid
         for item in items

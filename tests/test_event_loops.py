@@ -76,7 +76,7 @@ async def test_own():
 def test_collection_gives_each_async_test_exactly_its_loops(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(CONFTEST.read_text())
     pytester.makepyfile(test_inner=INNER, test_own=OWN_FIXTURE)
-    result = pytester.runpytest("-p", "no:asyncio", "-o", "anyio_mode=auto", "--collect-only", "-q")
+    result = pytester.runpytest("-p", "no:asyncio", "--collect-only", "-q")
     collected = sorted(line for line in result.outlines if "::" in line)
     assert collected == [
         "test_inner.py::TestMarked::test_marked[trio]",
@@ -93,6 +93,6 @@ def test_an_unknown_loop_name_is_a_usage_error(pytester: pytest.Pytester) -> Non
     pytester.makepyfile(
         test_bad="import pytest\npytestmark = pytest.mark.loops('curio')\nasync def test_x():\n    pass\n"
     )
-    result = pytester.runpytest("-p", "no:asyncio", "-o", "anyio_mode=auto", "--collect-only", "-q")
+    result = pytester.runpytest("-p", "no:asyncio", "--collect-only", "-q")
     assert result.ret != 0
     result.stdout.fnmatch_lines(["*loops() takes names among*curio*"])
