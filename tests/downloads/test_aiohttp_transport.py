@@ -260,6 +260,8 @@ async def test_a_body_shorter_than_its_content_length_is_refused_and_downloaded_
 
 
 async def test_a_response_read_to_its_end_gives_the_connection_back_for_the_next_request() -> None:
+    # aiohttp 3.10 on uvloop drops about half of such connections itself (a fast answer's end cancels
+    # the request's writer task, which closes the connection); 3.11 sends a body-less request inline.
     with RawServer(json_ok) as server:
         async with _client(server.url) as client:
             await client.request("GET", "one")
