@@ -5,8 +5,6 @@ Both expose the same methods; they raise ``httpx2.HTTPStatusError`` when the adm
 
 from __future__ import annotations
 
-import functools
-import ssl
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
@@ -19,12 +17,6 @@ from ._config import FaultConfig
 __all__ = ["AdminClient", "AsyncAdminClient"]
 
 Json = dict[str, Any]
-
-
-@functools.cache
-def _tls_context() -> ssl.SSLContext:
-    # httpx2 loads the CA bundle for every client it builds (~50 ms); tests build one per test.
-    return ssl.create_default_context()
 
 
 def _acct(key: str) -> str:

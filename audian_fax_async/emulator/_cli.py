@@ -129,8 +129,8 @@ def emulator_command(
 
 def _run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
     """Run the server on uvloop where it is installed (the ``emulator`` extra brings it, with httptools):
-    a 450 KB download then costs the emulator about 0.8 ms of CPU instead of 1.07 ms (asyncio and
-    h11), which matters when it shares the machine with the client it serves; plain asyncio otherwise."""
+    cheaper per request than asyncio and h11, which matters when it shares the machine with the
+    client it serves; plain asyncio otherwise."""
     try:
         import uvloop
     except ImportError:
