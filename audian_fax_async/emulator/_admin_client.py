@@ -71,9 +71,7 @@ class AdminClient:
 
     def __init__(self, admin_url: str, *, admin_key: str | None = None, timeout: float = 30.0) -> None:
         headers = {"X-Admin-Key": admin_key} if admin_key else {}
-        self._http = httpx2.Client(
-            base_url=admin_url.rstrip("/"), headers=headers, timeout=timeout, verify=_tls_context()
-        )
+        self._http = httpx2.Client(base_url=admin_url.rstrip("/"), headers=headers, timeout=timeout)
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -196,9 +194,7 @@ class AsyncAdminClient:
 
     def __init__(self, admin_url: str, *, admin_key: str | None = None, timeout: float = 30.0) -> None:
         headers = {"X-Admin-Key": admin_key} if admin_key else {}
-        self._http = httpx2.AsyncClient(
-            base_url=admin_url.rstrip("/"), headers=headers, timeout=timeout, verify=_tls_context()
-        )
+        self._http = httpx2.AsyncClient(base_url=admin_url.rstrip("/"), headers=headers, timeout=timeout)
 
     async def aclose(self) -> None:
         """Close the connection pool."""
