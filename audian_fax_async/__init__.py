@@ -72,7 +72,9 @@ from ._version import __version__
 
 if _typing.TYPE_CHECKING:
     from ._aiohttp import AiohttpTransport as AiohttpTransport
+    from .redis import OnUnavailable as OnUnavailable
     from .redis import RedisLimiter as RedisLimiter
+    from .redis import RedisLimiterOptions as RedisLimiterOptions
 
 # A library logs, the application decides where it goes (no "No handlers" fallback to stderr).
 _logging.getLogger("audian_fax_async").addHandler(_logging.NullHandler())
@@ -113,12 +115,14 @@ __all__ = [
     "Manifest",
     "ManifestEntry",
     "NotFoundError",
+    "OnUnavailable",
     "OutcomeKind",
     "PaginationError",
     "PermissionDeniedError",
     "RateLimitError",
     "ReceivedFax",
     "RedisLimiter",
+    "RedisLimiterOptions",
     "ResponseTooLargeError",
     "RetryPolicy",
     "RoutingRule",
@@ -140,10 +144,10 @@ __all__ = [
 
 def __getattr__(name: str) -> _typing.Any:
     # ``RedisLimiter`` needs the ``redis`` extra: imported on first use, never at package import.
-    if name == "RedisLimiter":
-        from .redis import RedisLimiter
+    if name in ("RedisLimiter", "RedisLimiterOptions", "OnUnavailable"):
+        from . import redis
 
-        return RedisLimiter
+        return getattr(redis, name)
     # ``AiohttpTransport`` needs the ``aiohttp`` extra (imported when one is constructed).
     if name == "AiohttpTransport":
         from ._aiohttp import AiohttpTransport

@@ -177,6 +177,15 @@ def _destination_error(exc: OSError, path: Path) -> DestinationError:
     return DestinationError(f"cannot write {path}: {reason}")
 
 
+async def _raw(response: httpx2.Response) -> AsyncIterator[bytes]:
+    """The body as it arrives; one a transport already read (``httpx2.MockTransport``'s) whole."""
+    if response.is_stream_consumed:
+        yield response.content
+        return
+    async for chunk in response.aiter_raw():
+        yield chunk
+
+
 class _Attempt:
     """One request for the document, from where ``state`` stands: open it, then read its chunks."""
 
@@ -205,7 +214,7 @@ class _Attempt:
         """The body as it arrives, refused past ``limit`` bytes in all; the response is closed after."""
         state = self.state
         try:
-            async for chunk in response.aiter_raw():
+            async for chunk in _raw(response):
                 if state.offset + len(chunk) > limit:
                     raise IncompleteDownloadError(
                         f"fax {self.fax_id}: the server sent more than the {limit} bytes it promised",
