@@ -45,6 +45,8 @@ AfterAction = Literal["processed", "archived"]
 class BulkProgress:
     """Live counters of a bulk download, handed to ``on_progress`` as they change."""
 
+    #: How many faxes the listing's first page said match (its ``total``; None until it came).
+    expected: int | None = None
     listed: int = 0
     listed_bytes: int = 0
     downloaded: int = 0
@@ -233,14 +235,17 @@ class BulkDownload:
     async def _list(self, send: MemoryObjectSendStream[ReceivedFax]) -> None:
         async with send:
             try:
-                async for fax in self._client.received.iter(page_size=self._page_size, **self._filters):
-                    if fax.id in self._seen:
-                        continue
-                    self._seen.add(fax.id)
-                    self.progress.listed += 1
-                    self.progress.listed_bytes += fax.file_size or 0
-                    self._notify()
-                    await send.send(fax)
+                async for page, faxes in self._client.received.pages(page_size=self._page_size, **self._filters):
+                    if self.progress.expected is None:
+                        self.progress.expected = page.total
+                    for fax in faxes:
+                        if fax.id in self._seen:
+                            continue
+                        self._seen.add(fax.id)
+                        self.progress.listed += 1
+                        self.progress.listed_bytes += fax.file_size or 0
+                        self._notify()
+                        await send.send(fax)
             except AudianError as exc:
                 logger.error("listing stopped after %d faxes: %s", self.progress.listed, exc)
                 self._listing_error = exc

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
@@ -103,15 +103,32 @@ class Received(Resource):
             async for fax in client.received.iter(status="received"):
                 print(fax.id, fax.received_at)
         """
-        check_limit(page_size)
+        async for _page, faxes in self.pages(
+            page_size=page_size, from_date=from_date, to_date=to_date, status=status, from_number=from_number
+        ):
+            for fax in faxes:
+                yield fax
+
+    async def pages(
+        self,
+        *,
+        page_size: int = 100,
+        from_date: datetime | None = None,
+        to_date: datetime | None = None,
+        status: FaxStatus | StatusName | None = None,
+        from_number: str | None = None,
+    ) -> AsyncIterator[tuple[FaxPage, Sequence[ReceivedFax]]]:
+        """The walk of :meth:`iter` page by page: each page as the API answered it (its ``total``,
+        say), with the faxes of it that the walk yields."""
+        if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= 100:
+            raise InvalidRequestError(f"page_size must be an integer from 1 to 100, got {page_size!r}")
         filters = self._filters(from_date=from_date, to_date=to_date, status=status, from_number=from_number)
         walk = KeysetWalk(page_size=page_size, upper=to_date)
         while not walk.done:
             upper, offset = walk.next_request()
             params = {**filters, "limit": page_size, "offset": offset, "to_date": iso(upper, "to_date")}
             page = await self._client.request_model("GET", "fax/received", FaxPage, params=params)
-            for fax in walk.accept(page.faxes):
-                yield fax
+            yield page, walk.accept(page.faxes)
 
     async def get(self, fax_id: str, *, max_retries: int | None = None) -> ReceivedFax:
         """The details of one fax (``duration``, ``baud_rate``, ``created_at`` included)::
@@ -240,7 +257,8 @@ class Received(Resource):
                     if not outcome.ok:
                         print(outcome.fax.id, outcome.error)
         """
-        check_limit(page_size)
+        if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= 100:
+            raise InvalidRequestError(f"page_size must be an integer from 1 to 100, got {page_size!r}")
         self._filters(from_date=from_date, to_date=to_date, status=status, from_number=from_number)  # checks
         return BulkDownload(
             self._client,
