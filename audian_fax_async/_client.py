@@ -525,10 +525,6 @@ class FaxClient:
         async with self._client_slots, self.limiter.acquire(self.account):
             yield
 
-    def slots_waiting(self) -> bool:
-        """Whether any task waits for one of this client's download slots."""
-        return self._client_slots is not None and self._client_slots.statistics().tasks_waiting > 0
-
 
 async def _read_capped(response: httpx2.Response, cap: int) -> bytes:
     """At most ``cap`` bytes of a body (an error page may be huge); a broken body gives what came."""
