@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import attrs
@@ -85,7 +85,10 @@ def document_reply(
     status: int = 200,
     content_range: str | None = None,
     accept_ranges: bool = True,
-    **options: object,
+    drop_after: int | None = None,
+    stall_after: int | None = None,
+    drip: int = 0,
+    interval: float = 0.0,
 ) -> Reply:
     """A document answer: ``document`` as the body, with the validators given (none by default)."""
     headers = [("Content-Type", "application/pdf")]
@@ -97,7 +100,19 @@ def document_reply(
         headers.append(("Last-Modified", last_modified))
     if content_range is not None:
         headers.append(("Content-Range", content_range))
-    return Reply(status=status, headers=headers, body=document, **options)  # type: ignore[arg-type]
+    return Reply(
+        status=status,
+        headers=headers,
+        body=document,
+        drop_after=drop_after,
+        stall_after=stall_after,
+        drip=drip,
+        interval=interval,
+    )
+
+
+#: A scripted answer to one download: a function of the request and the fax (possibly async).
+Answer = Callable[[Request, "Fax"], "Reply | Awaitable[Reply]"]
 
 
 class Inbox:
@@ -106,8 +121,9 @@ class Inbox:
     def __init__(self, server: HostileServer) -> None:
         self.server = server
         self.faxes: dict[str, Fax] = {}
-        self._scripts: dict[str, list[Reply | Callable[[Request, Fax], Reply]]] = {}
+        self._scripts: dict[str, list[Reply | Answer]] = {}
         self._lock = threading.Lock()
+        self._observers: list[Callable[[Request], None]] = []
         self.listing = server.route("/v2/fax/received", self._list)
         self.detail = server.route(re.compile(r"/v2/fax/received/(?P<id>[^/]+)"), self._get)
         self.downloads = server.route(re.compile(DOWNLOAD), self._download)
@@ -122,16 +138,20 @@ class Inbox:
             made.append(fax)
         return made
 
-    def put(self, fax_id: str, document: bytes, **fields: object) -> Fax:
+    def put(self, fax_id: str, document: bytes) -> Fax:
         """One fax with this document, received after every fax already there."""
-        fax = Fax(fax_id, EPOCH + timedelta(seconds=len(self.faxes)), document, **fields)  # type: ignore[arg-type]
+        fax = Fax(fax_id, EPOCH + timedelta(seconds=len(self.faxes)), document)
         self.faxes[fax.id] = fax
         return fax
 
-    def script(self, fax_id: str, *answers: Reply | Callable[[Request, Fax], Reply]) -> None:
+    def script(self, fax_id: str, *answers: Reply | Answer) -> None:
         """The next downloads of ``fax_id`` answer so, in order; then the honest answer resumes."""
         with self._lock:
             self._scripts.setdefault(fax_id, []).extend(answers)
+
+    def observe(self, callback: Callable[[Request], None]) -> None:
+        """Call ``callback`` with every download request as it arrives (on the server's thread)."""
+        self._observers.append(callback)
 
     def downloads_of(self, fax_id: str) -> list[Request]:
         return [r for r in self.downloads.requests if r.match.get("id") == fax_id]
@@ -166,7 +186,9 @@ class Inbox:
             return json_reply({"error": {"code": "fax_not_found", "message": "no such fax"}}, status=404)
         return json_reply(fax.record(self.server.origin))
 
-    def _download(self, request: Request) -> Reply:
+    def _download(self, request: Request) -> Reply | Awaitable[Reply]:
+        for callback in self._observers:
+            callback(request)
         fax = self.faxes.get(request.match["id"])
         if fax is None:
             return json_reply({"error": {"code": "fax_not_found", "message": "no such fax"}}, status=404)

@@ -8,7 +8,7 @@
   byte at a time never trips the read timeout); ``download_deadline`` bounds a whole download, its
   retries included. Both raise ``APITimeoutError``.
 
-The server drips every 0.05 s and the deadlines are 0.3 s, so no test waits long; each is bounded by
+The server drips every 0.04 s and the deadlines are 0.2 s, so no test waits long; each is bounded by
 ``fail_after`` and fails (instead of hanging) if the bound it checks is missing.
 """
 
@@ -38,9 +38,9 @@ from .conftest import ClientFactory, Net
 from .helpers import BOUND, partial_files
 from .server import HostileServer, Reply, Request, endless
 
-DRIP = 0.05
-DEADLINE = 0.3
-SHORT = httpx2.Timeout(0.25)
+DRIP = 0.04
+DEADLINE = 0.2
+SHORT = httpx2.Timeout(0.2)
 
 
 @pytest.fixture(scope="module")

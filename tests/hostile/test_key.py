@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -38,7 +39,7 @@ def shows_key(text: str | bytes, key: str) -> bool:
     return any(key[i : i + 8] in haystack for i in range(len(key) - 7))
 
 
-def _echo_page(prefix: str) -> object:
+def _echo_page(prefix: str) -> Callable[[Request], Reply]:
     def answer(request: Request) -> Reply:
         page = f"{prefix}<p>you sent X-Auth-Token: {request.headers['x-auth-token']}</p></body></html>"
         return Reply(headers=[("Content-Type", "text/html")], body=page.encode())
@@ -55,7 +56,7 @@ ECHO_PREFIXES = {"at-the-start": "", "across-the-excerpt-end": "<html><body>" + 
 async def test_a_2xx_page_echoing_the_key_is_masked_in_the_validation_error(
     make_client: ClientFactory, server: HostileServer, api_key: str, where: str
 ) -> None:
-    server.route("/v2/fax/received", _echo_page(ECHO_PREFIXES[where]))  # type: ignore[arg-type]
+    server.route("/v2/fax/received", _echo_page(ECHO_PREFIXES[where]))
     with anyio.fail_after(BOUND):
         async with make_client() as client:
             with pytest.raises(ValidationError) as caught:
@@ -78,7 +79,7 @@ async def test_download_all_logs_and_raises_an_echoed_key_masked(
     caplog: pytest.LogCaptureFixture,
     tmp_path: Path,
 ) -> None:
-    server.route("/v2/fax/received", _echo_page(""))  # type: ignore[arg-type]
+    server.route("/v2/fax/received", _echo_page(""))
     caplog.set_level(logging.DEBUG, logger="audian_fax_async")
     with anyio.fail_after(BOUND):
         async with make_client() as client:
@@ -89,7 +90,7 @@ async def test_download_all_logs_and_raises_an_echoed_key_masked(
     assert not shows_key(str(caught.value), api_key)
 
 
-def _echo_error(status: int) -> object:
+def _echo_error(status: int) -> Callable[[Request], Reply]:
     def answer(request: Request) -> Reply:
         key = request.headers["x-auth-token"]
         return json_reply({"error": {"code": "bad_key", "message": f"the key {key} is not valid"}, "echo": key}, status)
@@ -101,7 +102,7 @@ def _echo_error(status: int) -> object:
 async def test_status_errors_never_carry_the_key(
     make_client: ClientFactory, server: HostileServer, api_key: str, caplog: pytest.LogCaptureFixture, status: int
 ) -> None:
-    server.route("/v2/fax/received/fax_1", _echo_error(status))  # type: ignore[arg-type]
+    server.route("/v2/fax/received/fax_1", _echo_error(status))
     caplog.set_level(logging.DEBUG, logger="audian_fax_async")
     with anyio.fail_after(BOUND):
         async with make_client(max_retries=1) as client:

@@ -10,6 +10,7 @@ really holds at the end: a splice of versions A and B equals neither.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -34,7 +35,7 @@ def anyio_backend(net: Net) -> object:
 
 
 # What the first answer and the lying 206 carry, and the If-Range the resume must send.
-CHANGED_VERSION = {
+CHANGED_VERSION: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
     "strong-etag": ({"etag": '"A"'}, {"etag": '"B"'}, '"A"'),
     "last-modified-only": ({"last_modified": LM_A}, {"last_modified": LM_B}, LM_A),
     "weak-etag-same-last-modified-changed": (
@@ -45,13 +46,13 @@ CHANGED_VERSION = {
 }
 
 
-def _changed_version_script(inbox: Inbox, fax_id: str, first: dict[str, str], second: dict[str, str]) -> None:
+def _changed_version_script(inbox: Inbox, fax_id: str, first: dict[str, Any], second: dict[str, Any]) -> None:
     """A is cut at CUT; the resume gets B's tail as a 206 with B's validator; then B whole."""
     inbox.script(
         fax_id,
-        document_reply(A, drop_after=CUT, **first),  # type: ignore[arg-type]
-        document_reply(B[CUT:], status=206, content_range=f"bytes {CUT}-{SIZE - 1}/{SIZE}", **second),  # type: ignore[arg-type]
-        document_reply(B, **second),  # type: ignore[arg-type]
+        document_reply(A, drop_after=CUT, **first),
+        document_reply(B[CUT:], status=206, content_range=f"bytes {CUT}-{SIZE - 1}/{SIZE}", **second),
+        document_reply(B, **second),
     )
 
 
@@ -83,13 +84,13 @@ async def test_download_restarts_from_byte_0_when_the_206_is_of_another_version(
     ids=["no-validator", "no-accept-ranges", "weak-etag-only"],
 )
 async def test_download_without_a_validator_restarts_from_byte_0(
-    make_client: ClientFactory, inbox: Inbox, tmp_path: Path, first: dict[str, object]
+    make_client: ClientFactory, inbox: Inbox, tmp_path: Path, first: dict[str, Any]
 ) -> None:
     fax = inbox.put("fax_novalidator", A)
     # A server that would hand out a tail of B to any range request: it must never be asked for one.
     inbox.script(
         fax.id,
-        document_reply(A, drop_after=CUT, **first),  # type: ignore[arg-type]
+        document_reply(A, drop_after=CUT, **first),
         document_reply(B[CUT:], status=206, content_range=f"bytes {CUT}-{SIZE - 1}/{SIZE}", etag='"A"'),
     )
     target = tmp_path / "fax.pdf"
