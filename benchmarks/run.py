@@ -106,8 +106,8 @@ def render_table(results: list[dict[str, Any]]) -> str:
     for result in results:
         env = result["environment"]
         lines.append(
-            f"**{result['title']}** ({env['date']}, Python {env['python']}, {env['cores']} cores, "
-            f"load {env['load_avg_1m']}, {result['duration_s']} s)"
+            f"**{result['title']}** ({env['date']}, SDK {env.get('sdk_revision', '-')}, Python {env['python']}, "
+            f"{env['cores']} cores, load {env['load_avg_1m']}, {result['duration_s']} s)"
         )
         lines.append("")
         lines += _details(result["metrics"])
