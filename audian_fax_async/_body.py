@@ -152,6 +152,18 @@ class Progress:
         """Whether another attempt can continue (nothing held yet, or a validator to resume against)."""
         return self.offset == 0 or self.validator is not None
 
+    def check(self, *, fax_id: str, file_size: int | None = None, fmt: str | None = "pdf") -> None:
+        """:func:`check_complete` of what has been received."""
+        check_complete(
+            received=self.offset,
+            total=self.total,
+            file_size=file_size,
+            head=self.head,
+            tail=self.tail,
+            fmt=fmt,
+            fax_id=fax_id,
+        )
+
     def take(self, chunk: bytes) -> None:
         if len(self.head) < 8:
             self.head = (self.head + chunk[:8])[:8]

@@ -580,6 +580,7 @@ def _safe_url(url: httpx2.URL) -> str:
     return str(url.copy_with(username=None, password=None)) if url.userinfo else str(url)
 
 
-def check_limit(limit: int) -> None:
+def check_limit(limit: int, name: str = "limit") -> None:
+    """Refuse a page size the API does not take (1 to 100), naming the argument."""
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100:
-        raise InvalidRequestError(f"limit must be an integer from 1 to 100, got {limit!r}")
+        raise InvalidRequestError(f"{name} must be an integer from 1 to 100, got {limit!r}")

@@ -359,15 +359,7 @@ class FileDownload:
             state.take(chunk)
             if self.on_bytes is not None:
                 self.on_bytes(len(chunk))
-        check_complete(
-            received=state.offset,
-            total=state.total,
-            file_size=file_size,
-            head=state.head,
-            tail=state.tail,
-            fmt=self.fax.format if self.fax is not None else "pdf",
-            fax_id=fax_id,
-        )
+        state.check(fax_id=fax_id, file_size=file_size, fmt=self.fax.format if self.fax is not None else "pdf")
 
     def committed(self, sha256: str) -> DownloadResult:
         """The result, once the file stands (in the commit's worker thread, then ``on_commit``)."""
@@ -466,15 +458,7 @@ class DocumentStream:
             self._hasher.update(chunk)
             state.take(chunk)
             yield chunk
-        check_complete(
-            received=state.offset,
-            total=state.total,
-            file_size=None,
-            head=state.head,
-            tail=state.tail,
-            fmt="pdf",
-            fax_id=self.fax_id,
-        )
+        state.check(fax_id=self.fax_id)
 
     async def aclose(self) -> None:
         """Stop streaming and close the response (if iteration was left early)."""

@@ -120,8 +120,7 @@ class Received(Resource):
     ) -> AsyncIterator[tuple[FaxPage, Sequence[ReceivedFax]]]:
         """The walk of :meth:`iter` page by page: each page as the API answered it (its ``total``,
         say), with the faxes of it that the walk yields."""
-        if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= 100:
-            raise InvalidRequestError(f"page_size must be an integer from 1 to 100, got {page_size!r}")
+        check_limit(page_size, "page_size")
         filters = self._filters(from_date=from_date, to_date=to_date, status=status, from_number=from_number)
         walk = KeysetWalk(page_size=page_size, upper=to_date)
         while not walk.done:
@@ -257,8 +256,7 @@ class Received(Resource):
                     if not outcome.ok:
                         print(outcome.fax.id, outcome.error)
         """
-        if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= 100:
-            raise InvalidRequestError(f"page_size must be an integer from 1 to 100, got {page_size!r}")
+        check_limit(page_size, "page_size")
         self._filters(from_date=from_date, to_date=to_date, status=status, from_number=from_number)  # checks
         return BulkDownload(
             self._client,
