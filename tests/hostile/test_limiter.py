@@ -3,8 +3,9 @@
 Six threads, each running its own event loop (asyncio, uvloop, trio, twice each) with its own
 ``FaxClient`` of the same account, want 60 documents at once (downloads and streams). The server
 counts the downloads it is answering; it answers 429 beyond 10 (as the API does) and holds each
-answer until 10 are in flight, so that every slot the process may use is used: exactly 10 at the
-peak, never more, and no refusal.
+answer until every other download is either sent or queued on the account's limiter (its public
+statistics say so), so that every slot the process may use is used: exactly 10 at the peak, never
+more, and no refusal.
 """
 
 from __future__ import annotations
@@ -44,21 +45,23 @@ def test_threads_with_their_own_loops_share_one_accounts_10_slots(
     waited_too_long = False
     lock = threading.Lock()
 
+    probe = _client(api_key, server.base_url)  # the same account: its limiter's statistics
+
     async def gate(request: Request) -> Reply:
-        """Refuse an 11th download; hold each answer until the process's 10 slots are all in use."""
+        """Refuse an 11th download; hold each answer until every other download of the run is either
+        sent or waiting for one of the account's slots, so the slots in use are all the process has."""
         nonlocal refused, waited_too_long
         route = inbox.downloads
         if route.active > LIMIT:
             with lock:
                 refused += 1
             return json_reply({"error": {"code": "too_many_concurrent_downloads"}}, 429, [("Retry-After", "0")])
-        if route.hits <= total - LIMIT:  # at least 10 more are to come: wait for them to fill the slots
-            for _ in range(500):
-                if route.active >= LIMIT or route.hits >= total:  # full, or nothing more will come
-                    break
-                await asyncio.sleep(0.01)
-            else:  # 5 s: the limiter admitted fewer than 10 at once
-                waited_too_long = True
+        for _ in range(500):
+            if route.hits + probe.limiter.statistics(probe.account).waiting >= total:
+                break
+            await asyncio.sleep(0.01)
+        else:  # 5 s: downloads neither sent nor waiting for the account's slots
+            waited_too_long = True
         return honest_download(request, inbox.faxes[request.match["id"]])
 
     for fax in faxes:
