@@ -17,7 +17,7 @@ import logging as _logging
 import typing as _typing
 
 from ._bulk import AfterAction, BulkDownload, BulkProgress
-from ._client import FaxClient
+from ._client import DefaultAsyncHttpClient, FaxClient
 from ._config import DEFAULT_BASE_URL
 from ._converter import format_datetime, parse_datetime
 from ._download import DocumentStream
@@ -67,6 +67,7 @@ from ._models import (
     WebhookEventType,
     WebhookFormat,
 )
+from ._options import NOT_GIVEN, CallOptions, NotGiven, TimeoutTypes
 from ._retry import RetryPolicy
 from ._version import __version__
 
@@ -81,6 +82,7 @@ _logging.getLogger("audian_fax_async").addHandler(_logging.NullHandler())
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "NOT_GIVEN",
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",
@@ -91,9 +93,11 @@ __all__ = [
     "BadRequestError",
     "BulkDownload",
     "BulkProgress",
+    "CallOptions",
     "ClientClosedError",
     "ConfigurationError",
     "ConflictError",
+    "DefaultAsyncHttpClient",
     "DestinationError",
     "DocumentStream",
     "DownloadError",
@@ -115,6 +119,7 @@ __all__ = [
     "Manifest",
     "ManifestEntry",
     "NotFoundError",
+    "NotGiven",
     "OnUnavailable",
     "OutcomeKind",
     "PaginationError",
@@ -129,6 +134,7 @@ __all__ = [
     "RoutingType",
     "RoutingTypeName",
     "StatusName",
+    "TimeoutTypes",
     "UnprocessableEntityError",
     "ValidationError",
     "Webhook",

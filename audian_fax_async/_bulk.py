@@ -29,6 +29,7 @@ from ._download import download_file
 from ._exceptions import AudianError, DestinationError, InvalidRequestError
 from ._manifest import MANIFEST_NAME, Manifest, ManifestEntry
 from ._models import DownloadOutcome, DownloadResult, FaxStatus, OutcomeKind, ReceivedFax
+from ._options import CallOptions
 from ._paths import cleanup_partial_files, is_inside, render_template, safe_filename
 
 if TYPE_CHECKING:
@@ -109,8 +110,8 @@ class BulkDownload:
         on_progress: Callable[[BulkProgress], None] | None,
         overwrite: bool,
         page_size: int,
-        max_retries: int | None,
         concurrency: int | None,
+        options: CallOptions | None = None,
     ) -> None:
         if after not in (None, "processed", "archived"):
             raise InvalidRequestError(f"after must be None, 'processed' or 'archived'; got {after!r}")
@@ -126,7 +127,7 @@ class BulkDownload:
         self._on_progress = on_progress
         self._overwrite = overwrite
         self._page_size = page_size
-        self._max_retries = max_retries
+        self._options: CallOptions = options or {}
         limit = client.max_concurrent_downloads
         self._concurrency = max(1, min(concurrency or limit, limit))
         self.progress = BulkProgress()
@@ -235,7 +236,9 @@ class BulkDownload:
     async def _list(self, send: MemoryObjectSendStream[ReceivedFax]) -> None:
         async with send:
             try:
-                async for page, faxes in self._client.received.pages(page_size=self._page_size, **self._filters):
+                async for page, faxes in self._client.received.pages(
+                    page_size=self._page_size, **self._filters, **self._options
+                ):
                     if self.progress.expected is None:
                         self.progress.expected = page.total
                     for fax in faxes:
@@ -289,7 +292,7 @@ class BulkDownload:
                     path,
                     fax=fax,
                     overwrite=self._overwrite,
-                    max_retries=self._max_retries,
+                    options=self._options,
                     on_bytes=self._count_bytes,
                     on_retry=self._count_retry,
                     on_commit=lambda done: self.manifest.write(self._entry(fax.id, relative, done)),
@@ -376,9 +379,9 @@ class BulkDownload:
         if entry.marked == target.value:
             return target
         if target is FaxStatus.ARCHIVED:
-            await self._client.received.archive(fax.id)
+            await self._client.received.archive(fax.id, **self._options)
         else:
-            await self._client.received.mark_processed(fax.id)
+            await self._client.received.mark_processed(fax.id, **self._options)
         await self.manifest.append(
             ManifestEntry(id=entry.id, path=entry.path, bytes=entry.bytes, sha256=entry.sha256, marked=target.value)
         )

@@ -44,6 +44,7 @@ from ._exceptions import (
     status_error_class,
 )
 from ._limiter import DownloadLimiter, default_limiter
+from ._options import NOT_GIVEN, NotGiven, TimeoutTypes, as_timeout
 from ._retry import RetryPolicy, call_with_retries, parse_retry_after
 from ._version import __version__
 
@@ -53,7 +54,7 @@ if TYPE_CHECKING:
     from .resources.routing import Routing
     from .resources.webhooks import Webhooks
 
-__all__ = ["AUTH_HEADER", "FaxClient", "check_limit", "decode_json"]
+__all__ = ["AUTH_HEADER", "DefaultAsyncHttpClient", "FaxClient", "check_limit", "decode_json"]
 
 logger = logging.getLogger("audian_fax_async")
 T = TypeVar("T")
@@ -67,6 +68,24 @@ _ERROR_BODY_CAP = 64 * 1024
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
 
+class DefaultAsyncHttpClient(httpx2.AsyncClient):
+    """An ``httpx2.AsyncClient`` with the SDK's defaults (its timeouts and pool limits, no cookies kept,
+    redirects left to the SDK), for the settings only a client of your own can have::
+
+        http = DefaultAsyncHttpClient(proxy="http://proxy:3128", verify=ssl_context, cert=("c.pem", "k.pem"))
+        client = FaxClient(http_client=http)     # closing FaxClient leaves it open: close it yourself
+
+    Every keyword of ``httpx2.AsyncClient`` is taken; the ones given win over the defaults.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("timeout", DEFAULT_TIMEOUT)
+        kwargs.setdefault("limits", DEFAULT_LIMITS)
+        kwargs.setdefault("follow_redirects", False)
+        kwargs.setdefault("cookies", CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])))
+        super().__init__(**kwargs)
+
+
 class FaxClient:
     """An async client for the Audian Receive Fax API.
 
@@ -76,6 +95,12 @@ class FaxClient:
             page = await client.received.list(limit=20)
             async for fax in client.received.iter(status="received"):
                 await client.received.download(fax.id, "faxes/")
+
+    ``timeout`` (default: connect 10 s, read 60 s, write 30 s, pool 30 s) is the SDK's own client's;
+    given together with ``http_client`` it is applied to every request, else that client's own
+    timeouts apply. Every method also takes ``timeout=``, ``max_retries=``, ``extra_headers=`` and
+    ``extra_query=`` for that call alone (:class:`CallOptions`); :meth:`with_options` makes a copy
+    with other defaults that shares this client's connection pool and download slots.
 
     The API key comes from ``api_key`` or the ``AUDIAN_API_KEY`` environment variable and is sent
     as the ``X-Auth-Token`` header, to the API's origin only (never to a host a redirect points to).
@@ -102,7 +127,7 @@ class FaxClient:
         api_key: str | None = None,
         *,
         base_url: str | httpx2.URL | None = None,
-        timeout: float | httpx2.Timeout | None = DEFAULT_TIMEOUT,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
         max_retries: int | None = None,
         http_client: httpx2.AsyncClient | None = None,
         limiter: DownloadLimiter | None = None,
@@ -158,15 +183,16 @@ class FaxClient:
                 raise ConfigurationError("pass the key as api_key, not in default_headers")
             self._headers.update(default_headers)
         self._own_http = http_client is None
-        self._http = http_client or httpx2.AsyncClient(
-            timeout=timeout,
-            limits=DEFAULT_LIMITS,
-            follow_redirects=False,
-            transport=transport,
-            # The API authenticates with a header: the SDK's own client keeps no cookies.
-            cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
+        # Applied per request: a timeout given beside a client of the user's (or by with_options).
+        self._timeout: httpx2.Timeout | NotGiven = (
+            NOT_GIVEN if http_client is None or isinstance(timeout, NotGiven) else as_timeout(timeout)
+        )
+        # The API authenticates with a header: the SDK's own client keeps no cookies.
+        self._http = http_client or DefaultAsyncHttpClient(
+            timeout=DEFAULT_TIMEOUT if isinstance(timeout, NotGiven) else as_timeout(timeout), transport=transport
         )
         self._closed = False
+        self._parent: FaxClient | None = None  # the client a with_options() copy shares its pool with
         self._client_slots: anyio.CapacityLimiter | None = None  # made in the first download's loop
         self._resources: dict[str, Any] = {}
 
@@ -227,13 +253,58 @@ class FaxClient:
 
     @property
     def is_closed(self) -> bool:
-        return self._closed
+        return self._closed or (self._parent is not None and self._parent.is_closed)
+
+    def with_options(
+        self,
+        *,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int | None = None,
+        retry_policy: RetryPolicy | None = None,
+        default_headers: Mapping[str, str] | None = None,
+        max_concurrent_downloads: int | None = None,
+    ) -> FaxClient:
+        """A copy of this client with other defaults, sharing its connection pool, its limiter and
+        so the account's download slots (a copy and its parent never hold more than the account's
+        10 together). Closing the copy leaves the pool open; closing the parent closes it for both::
+
+            patient = client.with_options(timeout=300, max_retries=8)
+            await patient.received.download(fax_id, "faxes/")
+        """
+        copy = object.__new__(FaxClient)
+        copy.__dict__.update(self.__dict__)
+        copy._own_http, copy._closed, copy._parent = False, False, self
+        copy._client_slots, copy._resources = None, {}
+        if not isinstance(timeout, NotGiven):
+            copy._timeout = as_timeout(timeout)
+        if max_retries is not None and (
+            isinstance(max_retries, bool) or not isinstance(max_retries, int) or not 0 <= max_retries <= 100
+        ):
+            raise ConfigurationError(f"max_retries must be an integer from 0 to 100, got {max_retries!r}")
+        copy.retry_policy = (retry_policy or self.retry_policy).with_max_retries(max_retries)
+        if default_headers:
+            if any(name.lower() == AUTH_HEADER.lower() for name in default_headers):
+                raise ConfigurationError("pass the key as api_key, not in default_headers")
+            copy._headers = self._headers.copy()
+            copy._headers.update(default_headers)
+        if max_concurrent_downloads is not None:
+            if (
+                isinstance(max_concurrent_downloads, bool)
+                or not isinstance(max_concurrent_downloads, int)
+                or not 1 <= max_concurrent_downloads <= DEFAULT_MAX_CONCURRENT_DOWNLOADS
+            ):
+                raise ConfigurationError(
+                    f"max_concurrent_downloads must be an integer from 1 to {DEFAULT_MAX_CONCURRENT_DOWNLOADS}, "
+                    f"got {max_concurrent_downloads!r}"
+                )
+            copy.max_concurrent_downloads = max_concurrent_downloads
+        return copy
 
     def __repr__(self) -> str:
         return f"<FaxClient base_url={_safe_url(self.base_url)!r} api_key={mask_key(self._api_key)!r}>"
 
     def _ensure_open(self) -> None:
-        if self._closed:
+        if self.is_closed:
             raise ClientClosedError("This FaxClient is closed; create a new one.")
 
     # -- requests ----------------------------------------------------------------------------
@@ -257,20 +328,36 @@ class FaxClient:
         headers: Mapping[str, str] | None = None,
         content: bytes | None = None,
         extensions: dict[str, Any] | None = None,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, Any] | None = None,
     ) -> httpx2.Request:
         """A request to the API, built by the httpx2 client with the SDK's headers and, for the
-        API's own origin only, the key. ``params`` whose value is None are left out."""
+        API's own origin only, the key. ``params`` whose value is None are left out; ``timeout``
+        (else the client's), ``extra_headers`` and ``extra_query`` are a call's options."""
         target = url if isinstance(url, httpx2.URL) else self.url_for(url)
         merged = self._headers.copy()  # case-insensitive: "accept" replaces "Accept"
         if headers:
             merged.update(headers)
+        if extra_headers:
+            merged.update(extra_headers)
         if AUTH_HEADER in merged:
             del merged[AUTH_HEADER]
         if self._same_origin(target):
             merged[AUTH_HEADER] = self._api_key
-        clean = {k: v for k, v in params.items() if v is not None} if params else None
+        query = {**params, **extra_query} if params and extra_query else params or extra_query
+        clean = {k: v for k, v in query.items() if v is not None} if query else None
+        if isinstance(timeout, NotGiven):
+            timeout = self._timeout
         return self._http.build_request(
-            method, target, params=clean or None, json=json, content=content, headers=merged, extensions=extensions
+            method,
+            target,
+            params=clean or None,
+            json=json,
+            content=content,
+            headers=merged,
+            extensions=extensions,
+            timeout=httpx2.USE_CLIENT_DEFAULT if isinstance(timeout, NotGiven) else as_timeout(timeout),
         )
 
     def _redirect(self, request: httpx2.Request, response: httpx2.Response) -> httpx2.Request:
@@ -435,6 +522,9 @@ class FaxClient:
         headers: Mapping[str, str] | None = None,
         max_retries: int | None = None,
         idempotent: bool | None = None,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, Any] | None = None,
     ) -> httpx2.Response:
         """Call any API path (the escape hatch for what the SDK does not wrap yet).
 
@@ -453,7 +543,16 @@ class FaxClient:
         deadline = self.request_deadline
 
         async def once() -> httpx2.Response:
-            request = self.build_request(method, path, params=params, json=json, headers=headers)
+            request = self.build_request(
+                method,
+                path,
+                params=params,
+                json=json,
+                headers=headers,
+                timeout=timeout,
+                extra_headers=extra_headers,
+                extra_query=extra_query,
+            )
             with anyio.move_on_after(deadline if deadline is not None else math.inf):
                 return await self.send(request)
             url = _safe_url(request.url)
@@ -478,6 +577,9 @@ class FaxClient:
         idempotent: bool | None = None,
         envelope: str | None = None,
         fallback: Callable[[Any], Awaitable[T]] | None = None,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, Any] | None = None,
     ) -> T:
         """Call a path and structure its JSON body (or ``body[envelope]``) as ``cls``.
 
@@ -487,7 +589,15 @@ class FaxClient:
         that already acted on the server (bought numbers, made a webhook) never fails over the shape.
         """
         response = await self.request(
-            method, path, params=params, json=json, max_retries=max_retries, idempotent=idempotent
+            method,
+            path,
+            params=params,
+            json=json,
+            max_retries=max_retries,
+            idempotent=idempotent,
+            timeout=timeout,
+            extra_headers=extra_headers,
+            extra_query=extra_query,
         )
         data: Any = None
         try:

@@ -29,6 +29,7 @@ import httpx2
 from ._body import BodyPlan, Progress, Restart, check_complete, plan_body, range_headers
 from ._exceptions import APITimeoutError, DestinationError, IncompleteDownloadError
 from ._models import DownloadResult, ReceivedFax
+from ._options import CallOptions, request_options
 from ._paths import partial_name
 from ._retry import call_with_retries, log_failure, retrying
 from .resources._base import fax_path
@@ -189,13 +190,15 @@ async def _raw(response: httpx2.Response) -> AsyncIterator[bytes]:
 class _Attempt:
     """One request for the document, from where ``state`` stands: open it, then read its chunks."""
 
-    def __init__(self, client: FaxClient, fax_id: str, state: Progress) -> None:
-        self.client, self.fax_id, self.state = client, fax_id, state
+    def __init__(self, client: FaxClient, fax_id: str, state: Progress, options: CallOptions) -> None:
+        self.client, self.fax_id, self.state, self.options = client, fax_id, state, options
 
     async def open(self) -> tuple[httpx2.Response, BodyPlan]:
         state = self.state
         headers = range_headers(state.offset, state.validator)
-        request = self.client.build_request("GET", fax_path(self.fax_id, "download"), headers=headers)
+        request = self.client.build_request(
+            "GET", fax_path(self.fax_id, "download"), headers=headers, **request_options(self.options)
+        )
         response = await self.client.send(request, stream=True)
         try:
             plan = plan_body(
@@ -237,7 +240,7 @@ async def download_file(
     *,
     fax: ReceivedFax | None = None,
     overwrite: bool = False,
-    max_retries: int | None = None,
+    options: CallOptions | None = None,
     on_bytes: Callable[[int], None] | None = None,
     on_retry: Callable[[BaseException], None] | None = None,
     max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES,
@@ -256,7 +259,7 @@ async def download_file(
         final,
         fax=fax,
         overwrite=overwrite,
-        max_retries=max_retries,
+        options=options,
         on_bytes=on_bytes,
         on_retry=on_retry,
         max_document_bytes=max_document_bytes,
@@ -276,7 +279,7 @@ class FileDownload:
         *,
         fax: ReceivedFax | None = None,
         overwrite: bool = False,
-        max_retries: int | None = None,
+        options: CallOptions | None = None,
         on_bytes: Callable[[int], None] | None = None,
         on_retry: Callable[[BaseException], None] | None = None,
         max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES,
@@ -285,7 +288,8 @@ class FileDownload:
         self.client, self.fax_id, self.final, self.fax = client, fax_id, final, fax
         self.overwrite, self.on_bytes, self.on_retry = overwrite, on_bytes, on_retry
         self.max_document_bytes, self.on_commit = max_document_bytes, on_commit
-        self.policy = client.retry_policy.with_max_retries(max_retries)
+        self.options: CallOptions = options or {}
+        self.policy = client.retry_policy.with_max_retries(self.options.get("max_retries"))
         self.file_size = fax.file_size if fax is not None else None
         self.attempts = 0
         self.state = Progress()
@@ -333,7 +337,7 @@ class FileDownload:
         state, fax_id, file_size = self.state, self.fax_id, self.file_size
         if not state.can_resume():
             self._forget()
-        attempt = _Attempt(self.client, fax_id, state)
+        attempt = _Attempt(self.client, fax_id, state, self.options)
         try:
             response, plan = await attempt.open()
         except Restart as exc:
@@ -386,10 +390,11 @@ class DocumentStream:
     ``bytes_read``, ``total`` and ``sha256`` tell what passed.
     """
 
-    def __init__(self, client: FaxClient, fax_id: str, *, max_retries: int | None = None) -> None:
+    def __init__(self, client: FaxClient, fax_id: str, *, options: CallOptions | None = None) -> None:
         self._client = client
         self.fax_id = fax_id
-        self._policy = client.retry_policy.with_max_retries(max_retries)
+        self._options: CallOptions = options or {}
+        self._policy = client.retry_policy.with_max_retries(self._options.get("max_retries"))
         self._state = Progress()
         self._hasher = hashlib.sha256()
         self._used = False
@@ -435,7 +440,7 @@ class DocumentStream:
 
     async def _one_attempt(self) -> AsyncIterator[bytes]:
         state = self._state
-        attempt = _Attempt(self._client, self.fax_id, state)
+        attempt = _Attempt(self._client, self.fax_id, state, self._options)
         try:
             response, plan = await attempt.open()
         except Restart as exc:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from typing import Unpack
 
 from .._converter import structure
 from .._exceptions import InvalidRequestError, ValidationError
 from .._models import FaxNumber
+from .._options import CallOptions
 from ._base import Resource
 
 __all__ = ["Numbers"]
@@ -20,7 +22,7 @@ MAX_NUMBERS_PER_ACCOUNT = 100
 class Numbers(Resource):
     """Dedicated fax numbers (``POST /fax/numbers``)."""
 
-    async def request(self, *, area_code: str, quantity: int = 1, max_retries: int | None = None) -> list[FaxNumber]:
+    async def request(self, *, area_code: str, quantity: int = 1, **options: Unpack[CallOptions]) -> list[FaxNumber]:
         """Buy ``quantity`` fax numbers in ``area_code`` (at most 100 per account).
 
         Never retried once the request may have reached the API: a retry would buy the numbers
@@ -37,10 +39,10 @@ class Numbers(Resource):
             "fax/numbers",
             list[FaxNumber],
             json={"area_code": area_code, "quantity": quantity},
-            max_retries=max_retries,
             idempotent=False,
             envelope="numbers",
             fallback=_numbers_of,
+            **options,
         )
 
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Unpack
 
 import anyio
 
@@ -16,6 +16,7 @@ from .._client import check_limit
 from .._download import DocumentStream, download_file
 from .._exceptions import DestinationError, InvalidRequestError
 from .._models import DownloadResult, FaxPage, FaxStatus, ReceivedFax, StatusName
+from .._options import CallOptions
 from .._pagination import KeysetWalk
 from .._paths import safe_filename
 from ._base import Resource, check_fax_id, enum_value, fax_path, iso
@@ -56,7 +57,7 @@ class Received(Resource):
         to_date: datetime | None = None,
         status: FaxStatus | StatusName | None = None,
         from_number: str | None = None,
-        max_retries: int | None = None,
+        **options: Unpack[CallOptions],
     ) -> FaxPage:
         """One page of received faxes, newest first.
 
@@ -73,7 +74,7 @@ class Received(Resource):
             "offset": offset,
             **self._filters(from_date=from_date, to_date=to_date, status=status, from_number=from_number),
         }
-        return await self._client.request_model("GET", "fax/received", FaxPage, params=params, max_retries=max_retries)
+        return await self._client.request_model("GET", "fax/received", FaxPage, params=params, **options)
 
     async def iter(
         self,
@@ -83,6 +84,7 @@ class Received(Resource):
         to_date: datetime | None = None,
         status: FaxStatus | StatusName | None = None,
         from_number: str | None = None,
+        **options: Unpack[CallOptions],
     ) -> AsyncIterator[ReceivedFax]:
         """Every matching fax across all pages, newest first, each exactly once.
 
@@ -104,7 +106,7 @@ class Received(Resource):
                 print(fax.id, fax.received_at)
         """
         async for _page, faxes in self.pages(
-            page_size=page_size, from_date=from_date, to_date=to_date, status=status, from_number=from_number
+            page_size=page_size, from_date=from_date, to_date=to_date, status=status, from_number=from_number, **options
         ):
             for fax in faxes:
                 yield fax
@@ -117,6 +119,7 @@ class Received(Resource):
         to_date: datetime | None = None,
         status: FaxStatus | StatusName | None = None,
         from_number: str | None = None,
+        **options: Unpack[CallOptions],
     ) -> AsyncIterator[tuple[FaxPage, Sequence[ReceivedFax]]]:
         """The walk of :meth:`iter` page by page: each page as the API answered it (its ``total``,
         say), with the faxes of it that the walk yields."""
@@ -126,42 +129,42 @@ class Received(Resource):
         while not walk.done:
             upper, offset = walk.next_request()
             params = {**filters, "limit": page_size, "offset": offset, "to_date": iso(upper, "to_date")}
-            page = await self._client.request_model("GET", "fax/received", FaxPage, params=params)
+            page = await self._client.request_model("GET", "fax/received", FaxPage, params=params, **options)
             yield page, walk.accept(page.faxes)
 
-    async def get(self, fax_id: str, *, max_retries: int | None = None) -> ReceivedFax:
+    async def get(self, fax_id: str, **options: Unpack[CallOptions]) -> ReceivedFax:
         """The details of one fax (``duration``, ``baud_rate``, ``created_at`` included)::
 
         fax = await client.received.get("fax_received_123")
         """
-        return await self._client.request_model("GET", fax_path(fax_id), ReceivedFax, max_retries=max_retries)
+        return await self._client.request_model("GET", fax_path(fax_id), ReceivedFax, **options)
 
     async def update(
-        self, fax_id: str, *, status: FaxStatus | StatusName, max_retries: int | None = None
+        self, fax_id: str, *, status: FaxStatus | StatusName, **options: Unpack[CallOptions]
     ) -> ReceivedFax:
         """Set a fax's status (``PUT /fax/received/{id}``); returns the updated fax (fetched again
         when the answer is not a fax record, as the reference documents no body)."""
         body = {"status": enum_value(status, FaxStatus, "status")}
         return await self._client.request_model(
-            "PUT", fax_path(fax_id), ReceivedFax, json=body, max_retries=max_retries, fallback=self._refetch(fax_id)
+            "PUT", fax_path(fax_id), ReceivedFax, json=body, fallback=self._refetch(fax_id, options), **options
         )
 
-    def _refetch(self, fax_id: str) -> Callable[[Any], Awaitable[ReceivedFax]]:
+    def _refetch(self, fax_id: str, options: CallOptions) -> Callable[[Any], Awaitable[ReceivedFax]]:
         """The fallback of a change whose answer is not a fax record (a 204, say): the fax as it now is."""
 
         async def refetch(_: Any) -> ReceivedFax:
-            return await self.get(fax_id)
+            return await self.get(fax_id, **options)
 
         return refetch
 
-    async def mark_processed(self, fax_id: str, *, max_retries: int | None = None) -> ReceivedFax:
+    async def mark_processed(self, fax_id: str, **options: Unpack[CallOptions]) -> ReceivedFax:
         """Mark a fax processed after handling it::
 
         await client.received.mark_processed(fax.id)
         """
-        return await self.update(fax_id, status=FaxStatus.PROCESSED, max_retries=max_retries)
+        return await self.update(fax_id, status=FaxStatus.PROCESSED, **options)
 
-    async def archive(self, fax_id: str, *, max_retries: int | None = None) -> ReceivedFax:
+    async def archive(self, fax_id: str, **options: Unpack[CallOptions]) -> ReceivedFax:
         """Move a fax to archive storage (``POST /fax/received/{id}/archive``).
 
         Archiving twice leaves the fax archived, so this POST is retried like a GET.
@@ -170,9 +173,9 @@ class Received(Resource):
             "POST",
             fax_path(fax_id, "archive"),
             ReceivedFax,
-            max_retries=max_retries,
             idempotent=True,
-            fallback=self._refetch(fax_id),
+            fallback=self._refetch(fax_id, options),
+            **options,
         )
 
     # -- documents ---------------------------------------------------------------------------
@@ -184,7 +187,7 @@ class Received(Resource):
         *,
         overwrite: bool = False,
         fax: ReceivedFax | None = None,
-        max_retries: int | None = None,
+        **options: Unpack[CallOptions],
     ) -> DownloadResult:
         """Download a fax's document to ``dest``: a file path, or a folder (one that exists, or any
         path ending in a separator such as ``"faxes/"``, created when missing).
@@ -203,14 +206,14 @@ class Received(Resource):
         target = Path(dest)
         if await anyio.to_thread.run_sync(_as_folder, os.fspath(dest), target):
             if fax is None:
-                fax = await self.get(fax_id, max_retries=max_retries)
+                fax = await self.get(fax_id, **options)
             target = target / safe_filename(fax_id, fax.format)
         elif not await anyio.to_thread.run_sync(target.parent.is_dir):
             raise DestinationError(f"folder {target.parent} does not exist")
-        return await download_file(self._client, fax_id, target, fax=fax, overwrite=overwrite, max_retries=max_retries)
+        return await download_file(self._client, fax_id, target, fax=fax, overwrite=overwrite, options=options)
 
     @asynccontextmanager
-    async def stream(self, fax_id: str, *, max_retries: int | None = None) -> AsyncIterator[DocumentStream]:
+    async def stream(self, fax_id: str, **options: Unpack[CallOptions]) -> AsyncIterator[DocumentStream]:
         """Stream a fax's document without touching disk (for example, to object storage).
 
         Holds one of the account's download slots while open::
@@ -221,7 +224,7 @@ class Received(Resource):
         """
         check_fax_id(fax_id)
         async with self._client.download_slot():
-            document = DocumentStream(self._client, fax_id, max_retries=max_retries)
+            document = DocumentStream(self._client, fax_id, options=options)
             try:
                 yield document
             finally:
@@ -240,8 +243,8 @@ class Received(Resource):
         on_progress: Callable[[BulkProgress], None] | None = None,
         overwrite: bool = False,
         page_size: int = 100,
-        max_retries: int | None = None,
         concurrency: int | None = None,
+        **options: Unpack[CallOptions],
     ) -> BulkDownload:
         """Download every matching fax into ``dest_dir``; yields one :class:`DownloadOutcome` per fax.
 
@@ -267,8 +270,8 @@ class Received(Resource):
             on_progress=on_progress,
             overwrite=overwrite,
             page_size=page_size,
-            max_retries=max_retries,
             concurrency=concurrency,
+            options=options,
         )
 
 

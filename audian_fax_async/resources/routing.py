@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Unpack
+
 from .._exceptions import InvalidRequestError
 from .._models import RoutingRule, RoutingType, RoutingTypeName
+from .._options import CallOptions
 from ._base import Resource, enum_value, merged_with
 
 __all__ = ["Routing"]
@@ -19,7 +22,7 @@ class Routing(Resource):
         destination: str,
         attach_document: bool = False,
         enabled: bool = True,
-        max_retries: int | None = None,
+        **options: Unpack[CallOptions],
     ) -> RoutingRule:
         """Route incoming faxes to an email address or a URL.
 
@@ -41,7 +44,7 @@ class Routing(Resource):
             "fax/routing",
             RoutingRule,
             json=body,
-            max_retries=max_retries,
             idempotent=False,
             fallback=merged_with(RoutingRule, body),
+            **options,
         )

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Unpack
 
 import httpx2
 
 from .._exceptions import InvalidRequestError
 from .._models import EventName, FormatName, Webhook, WebhookEventType, WebhookFormat
+from .._options import CallOptions
 from ._base import Resource, enum_value, enum_values, merged_with
 
 __all__ = ["Webhooks"]
@@ -23,7 +25,7 @@ class Webhooks(Resource):
         events: Iterable[WebhookEventType | EventName],
         enabled: bool = True,
         format: WebhookFormat | FormatName = WebhookFormat.JSON,
-        max_retries: int | None = None,
+        **options: Unpack[CallOptions],
     ) -> Webhook:
         """Subscribe ``url`` to ``events`` (``fax_received``, ``fax_processed``).
 
@@ -48,7 +50,7 @@ class Webhooks(Resource):
             "fax/webhooks",
             Webhook,
             json=body,
-            max_retries=max_retries,
             idempotent=False,
             fallback=merged_with(Webhook, body),
+            **options,
         )
