@@ -9,7 +9,7 @@ from typing import Any
 
 from audian_fax_async import Manifest
 
-__all__ = ["BOUND", "manifest_lines", "partial_files", "sha256"]
+__all__ = ["BOUND", "manifest_lines", "partial_files", "sha256", "shows_key"]
 
 #: The longest any one hostile test may run: a safety bound, never what a test measures.
 BOUND = 10.0
@@ -36,3 +36,9 @@ def manifest_lines(folder: Path) -> list[dict[str, Any]]:
         if isinstance(data, dict):
             lines.append(data)
     return lines
+
+
+def shows_key(text: str | bytes, key: str) -> bool:
+    """Whether ``text`` holds any 8 characters of ``key`` in a row (its mask shows only the last 4)."""
+    haystack = text.decode("latin-1") if isinstance(text, bytes) else text
+    return any(key[i : i + 8] in haystack for i in range(len(key) - 7))

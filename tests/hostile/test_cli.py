@@ -20,8 +20,8 @@ from click.testing import CliRunner
 from audian_fax_async.cli import main
 from audian_fax_async.emulator import AdminClient, Emulator, EmulatorConfig, EmulatorThread
 
+from .helpers import shows_key
 from .server import HostileServer, Reply, Request, json_reply
-from .test_key import shows_key
 
 CLEAR_SCREEN = "\x1b[2J"
 LINK = "\x1b]8;;https://evil.example\x07"

@@ -29,14 +29,8 @@ from audian_fax_async import (
 
 from .api import Inbox
 from .conftest import ClientFactory
-from .helpers import BOUND
+from .helpers import BOUND, shows_key
 from .server import HostileServer, Reply, Request, json_reply
-
-
-def shows_key(text: str | bytes, key: str) -> bool:
-    """Whether ``text`` holds any 8 characters of ``key`` in a row (its mask shows only the last 4)."""
-    haystack = text.decode("latin-1") if isinstance(text, bytes) else text
-    return any(key[i : i + 8] in haystack for i in range(len(key) - 7))
 
 
 def _echo_page(prefix: str) -> Callable[[Request], Reply]:

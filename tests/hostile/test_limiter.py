@@ -83,6 +83,7 @@ def test_threads_with_their_own_loops_share_one_accounts_10_slots(
     assert inbox.downloads.peak == LIMIT, f"{inbox.downloads.peak} downloads at once"
     assert not waited_too_long
     assert len(inbox.downloads.requests) == total
+    anyio.run(probe.aclose)
 
 
 def _run(main: Callable[[], Coroutine[Any, Any, None]], loop: str, errors: list[BaseException]) -> None:
