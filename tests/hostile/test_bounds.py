@@ -26,6 +26,7 @@ import pytest
 from audian_fax_async import (
     APITimeoutError,
     AudianError,
+    CallOptions,
     FaxClient,
     NotFoundError,
     OutcomeKind,
@@ -58,24 +59,36 @@ def elsewhere() -> Iterator[HostileServer]:
 # -- 7: redirects keep their timeouts -------------------------------------------------------
 
 
+# The timeout given to the client, or to the one call.
+WHERE = ["client", "call"]
+
+
+def _timeouts(where: str) -> tuple[dict[str, object], CallOptions]:
+    """The client's keyword arguments and the call's options."""
+    return ({"timeout": SHORT}, {}) if where == "client" else ({}, {"timeout": SHORT})
+
+
+@pytest.mark.parametrize("where", WHERE)
 async def test_a_redirected_download_keeps_the_read_timeout(
-    make_client: ClientFactory, inbox: Inbox, elsewhere: HostileServer, tmp_path: Path
+    make_client: ClientFactory, inbox: Inbox, elsewhere: HostileServer, tmp_path: Path, where: str
 ) -> None:
     fax = inbox.put("fax_redirect", pdf(4096))
     host = elsewhere.route("/documents/fax_redirect.pdf", document_reply(fax.document, stall_after=100))
     inbox.script(fax.id, Reply(status=302, headers=[("Location", f"{elsewhere.origin}/documents/fax_redirect.pdf")]))
+    for_client, for_call = _timeouts(where)
     with anyio.fail_after(BOUND):
-        async with make_client(max_retries=0, timeout=SHORT) as client:
+        async with make_client(max_retries=0, **for_client) as client:
             with pytest.raises(APITimeoutError):
-                await client.received.download(fax.id, tmp_path / "fax.pdf")
+                await client.received.download(fax.id, tmp_path / "fax.pdf", **for_call)
     assert host.hits == 1, "the redirect was followed"
     assert "x-auth-token" not in host.requests[0].headers, "the key never goes to another origin"
     assert not (tmp_path / "fax.pdf").exists()
     assert partial_files(tmp_path) == []
 
 
+@pytest.mark.parametrize("where", WHERE)
 async def test_a_redirected_call_keeps_the_read_timeout(
-    make_client: ClientFactory, server: HostileServer, elsewhere: HostileServer
+    make_client: ClientFactory, server: HostileServer, elsewhere: HostileServer, where: str
 ) -> None:
     async def never_answer(_: Request) -> Reply:
         await asyncio.Event().wait()
@@ -85,11 +98,32 @@ async def test_a_redirected_call_keeps_the_read_timeout(
     server.route(
         "/v2/fax/received/fax_1", Reply(status=307, headers=[("Location", f"{elsewhere.base_url}fax/received/fax_1")])
     )
+    for_client, for_call = _timeouts(where)
     with anyio.fail_after(BOUND):
-        async with make_client(max_retries=0, timeout=SHORT) as client:
+        async with make_client(max_retries=0, **for_client) as client:
             with pytest.raises(APITimeoutError):
-                await client.received.get("fax_1")
+                await client.received.get("fax_1", **for_call)
     assert moved.hits == 1
+
+
+@pytest.mark.parametrize("where", WHERE)
+async def test_a_redirected_stream_keeps_the_read_timeout(
+    make_client: ClientFactory, inbox: Inbox, elsewhere: HostileServer, where: str
+) -> None:
+    fax = inbox.put("fax_redirect", pdf(4096))
+    elsewhere.route("/documents/fax_redirect.pdf", document_reply(fax.document, stall_after=100))
+    inbox.script(fax.id, Reply(status=307, headers=[("Location", f"{elsewhere.origin}/documents/fax_redirect.pdf")]))
+    for_client, for_call = _timeouts(where)
+    with anyio.fail_after(BOUND):
+        async with make_client(max_retries=0, **for_client) as client:
+            with pytest.raises(APITimeoutError):
+                await drain_stream(client, fax.id, for_call)
+
+
+async def drain_stream(client: FaxClient, fax_id: str, options: CallOptions) -> None:
+    async with client.received.stream(fax_id, **options) as chunks:
+        async for _ in chunks:
+            pass
 
 
 # -- 8: bodies are capped -------------------------------------------------------------------
