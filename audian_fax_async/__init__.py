@@ -13,7 +13,6 @@
     anyio.run(main)
 """
 
-import logging as _logging
 import typing as _typing
 
 from ._bulk import AfterAction, BulkDownload, BulkProgress
@@ -47,6 +46,7 @@ from ._exceptions import (
     WebhookError,
 )
 from ._limiter import DownloadLimiter, LimiterStatistics, LocalLimiter
+from ._logs import setup_logging as _setup_logging
 from ._manifest import Manifest, ManifestEntry
 from ._models import (
     DownloadOutcome,
@@ -68,6 +68,7 @@ from ._models import (
     WebhookFormat,
 )
 from ._options import NOT_GIVEN, CallOptions, NotGiven, TimeoutTypes
+from ._response import APIResponse
 from ._retry import RetryPolicy
 from ._version import __version__
 
@@ -77,13 +78,14 @@ if _typing.TYPE_CHECKING:
     from .redis import RedisLimiter as RedisLimiter
     from .redis import RedisLimiterOptions as RedisLimiterOptions
 
-# A library logs, the application decides where it goes (no "No handlers" fallback to stderr).
-_logging.getLogger("audian_fax_async").addHandler(_logging.NullHandler())
+# A library logs, the application decides where it goes; AUDIAN_LOG=debug|info|warning sends it to stderr.
+_setup_logging()
 
 __all__ = [
     "DEFAULT_BASE_URL",
     "NOT_GIVEN",
     "APIConnectionError",
+    "APIResponse",
     "APIStatusError",
     "APITimeoutError",
     "AfterAction",

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
+import datetime
 import json as _json
 import logging
 import math
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -45,7 +46,8 @@ from ._exceptions import (
 )
 from ._limiter import DownloadLimiter, default_limiter
 from ._options import NOT_GIVEN, NotGiven, TimeoutTypes, as_timeout
-from ._retry import RetryPolicy, call_with_retries, parse_retry_after
+from ._response import record_response
+from ._retry import RetryPolicy, call_with_retries, current_attempt, retry_after_from
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -397,9 +399,21 @@ class FaxClient:
         self._ensure_open()
         for _ in range(_MAX_REDIRECTS + 1):
             try:
+                started = time.perf_counter()
                 response = await self._http.send(request, stream=True, follow_redirects=False)
             except httpx2.HTTPError as exc:
                 raise self.map_transport_error(exc, request) from exc
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "%s %s -> %d %s in %.1f ms (request id %s, attempt %d)",
+                    request.method,
+                    request.url.path,
+                    response.status_code,
+                    response.reason_phrase,
+                    (time.perf_counter() - started) * 1000,
+                    find_request_id(response.headers),
+                    current_attempt.get(),
+                )
             try:
                 if response.status_code in _REDIRECT_STATUS and "Location" in response.headers:
                     await response.aclose()
@@ -425,7 +439,7 @@ class FaxClient:
                     await response.aclose()
                 raise
             await response.aclose()
-            return _read_response(response, request, body)
+            return _read_response(response, request, body, started)
         raise APIConnectionError(
             f"Too many redirects (more than {_MAX_REDIRECTS})",
             method=request.method,
@@ -491,7 +505,7 @@ class FaxClient:
             "response": self._detached(response, text.encode(encoding, errors="replace")),
         }
         if cls is RateLimitError:
-            return RateLimitError(message, retry_after=parse_retry_after(response.headers.get("Retry-After")), **kwargs)
+            return RateLimitError(message, retry_after=retry_after_from(response.headers), **kwargs)
         return cls(message, **kwargs)
 
     def mask(self, text: str) -> str:
@@ -563,7 +577,9 @@ class FaxClient:
                 request_sent=True,
             )
 
-        return await call_with_retries(once, policy, idempotent=idempotent, operation=f"{method} {path}")
+        response = await call_with_retries(once, policy, idempotent=idempotent, operation=f"{method} {path}")
+        record_response(response)
+        return response
 
     async def request_model(
         self,
@@ -649,7 +665,9 @@ async def _read_capped(response: httpx2.Response, cap: int) -> bytes:
     return bytes(chunks[:cap])
 
 
-def _read_response(response: httpx2.Response, request: httpx2.Request, body: bytes) -> httpx2.Response:
+def _read_response(
+    response: httpx2.Response, request: httpx2.Request, body: bytes, started: float | None = None
+) -> httpx2.Response:
     """A read response with ``body`` (already decoded: no content encoding left) in place of the stream."""
     headers = [
         (name, value)
@@ -658,8 +676,11 @@ def _read_response(response: httpx2.Response, request: httpx2.Request, body: byt
     ]
     extensions = {k: v for k, v in response.extensions.items() if k in ("http_version", "reason_phrase")}
     read = httpx2.Response(response.status_code, headers=headers, content=body, request=request, extensions=extensions)
-    with contextlib.suppress(RuntimeError):  # a response that was never timed (not sent by a client)
+    try:
         read.elapsed = response.elapsed
+    except RuntimeError:  # a body the transport had read already (a mock's) is never timed by httpx2
+        if started is not None:
+            read.elapsed = datetime.timedelta(seconds=time.perf_counter() - started)
     return read
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
 from attrs import field, frozen
+
+from ._exceptions import InvalidRequestError
 
 __all__ = [
     "DownloadOutcome",
@@ -113,11 +116,31 @@ class FaxPage:
     total: int
     limit: int
     offset: int
+    #: How the next page is fetched (set by ``received.list``; the model itself does no I/O).
+    _fetch_next: Callable[[], Awaitable[FaxPage]] | None = field(default=None, eq=False, repr=False, alias="fetch_next")
 
     @property
     def has_more(self) -> bool:
         """True when more matching faxes lie beyond this page."""
         return self.offset + len(self.faxes) < self.total
+
+    def has_next_page(self) -> bool:
+        """Whether :meth:`get_next_page` has a page to fetch (by offset: for a walk that does not
+        drift while the inbox changes, use ``received.iter()``)."""
+        return self.has_more and bool(self.faxes) and self._fetch_next is not None
+
+    async def get_next_page(self) -> FaxPage:
+        """The next page of the same listing (same filters and options), for paging by hand::
+
+        page = await client.received.list(limit=50)
+        while page.has_next_page():
+            page = await page.get_next_page()
+        """
+        if self._fetch_next is None:
+            raise InvalidRequestError("this page was not fetched by received.list(): it has no next page to fetch")
+        if not self.has_next_page():
+            raise InvalidRequestError(f"no next page: this page ends the listing ({self.total} faxes)")
+        return await self._fetch_next()
 
     def __len__(self) -> int:
         return len(self.faxes)

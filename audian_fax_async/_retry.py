@@ -7,10 +7,12 @@ because one instance keeps per-run state and is not safe to share between tasks.
 
 from __future__ import annotations
 
+import contextvars
 import email.utils
 import logging
+import math
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -25,14 +27,18 @@ __all__ = [
     "RetryPolicy",
     "backoff_delay",
     "call_with_retries",
+    "current_attempt",
     "log_failure",
     "parse_retry_after",
+    "retry_after_from",
     "retry_after_of",
     "retrying",
     "should_retry",
 ]
 
 logger = logging.getLogger("audian_fax_async")
+#: The attempt number of the call running in this context (1 for the first), for its log lines.
+current_attempt: contextvars.ContextVar[int] = contextvars.ContextVar("audian_attempt", default=1)
 T = TypeVar("T")
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
@@ -88,8 +94,21 @@ def retry_after_of(exc: BaseException | None) -> float | None:
     if isinstance(exc, RateLimitError):
         return exc.retry_after
     if isinstance(exc, APIStatusError) and exc.response is not None:
-        return parse_retry_after(exc.response.headers.get("Retry-After"))
+        return retry_after_from(exc.response.headers)
     return None
+
+
+def retry_after_from(headers: Mapping[str, str]) -> float | None:
+    """The wait an answer asks for: ``retry-after-ms`` (milliseconds) if it has one, else ``Retry-After``."""
+    millis = headers.get("retry-after-ms")
+    if millis is not None:
+        try:
+            value = float(millis)
+        except ValueError:
+            value = math.nan
+        if math.isfinite(value) and value >= 0:
+            return value / 1000
+    return parse_retry_after(headers.get("Retry-After"))
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -219,6 +238,7 @@ async def call_with_retries(
         async for attempt in retrying(policy, idempotent=idempotent, operation=operation, on_retry=on_retry):
             with attempt:
                 attempts += 1
+                current_attempt.set(attempts)
                 return await call()
     except Exception as exc:
         log_failure(operation, attempts, exc, policy, started)

@@ -7,21 +7,35 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import anyio
 import click
+from click.core import ParameterSource
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from .._config import API_KEY_ENV, BASE_URL_ENV, DEFAULT_MAX_RETRIES
+from .._converter import format_datetime, unstructure
 from .._models import FaxStatus, ReceivedFax, RoutingType, WebhookEventType, WebhookFormat
-from ._common import DATETIME, Settings, emit_json, fail, pass_settings, plain, run_async
-from ._progress import run_bulk
+from ._common import (
+    DATETIME,
+    CommandLine,
+    Settings,
+    emit_json,
+    fail,
+    pass_settings,
+    plain,
+    run_async,
+    stdout_is_terminal,
+    visible,
+)
+from ._progress import remove_if_left_empty, run_bulk
 
 __all__ = ["cli"]
 
 STATUSES = click.Choice([s.value for s in FaxStatus])
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.group(cls=CommandLine, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option("--api-key", envvar=API_KEY_ENV, show_envvar=True, help="API key (sent as X-Auth-Token).")
 @click.option("--base-url", envvar=BASE_URL_ENV, show_envvar=True, help="API base URL, e.g. http://127.0.0.1:8443/v2.")
 @click.option("--max-retries", default=DEFAULT_MAX_RETRIES, show_default=True, type=click.IntRange(0, 20))
@@ -34,7 +48,12 @@ STATUSES = click.Choice([s.value for s in FaxStatus])
     show_envvar=True,
     help="HTTP transport: httpx2's own, or AiohttpTransport (faster bulk downloads; needs the aiohttp extra).",
 )
-@click.option("-v", "--verbose", count=True, help="Log retries (-v) or every request (-vv) to stderr.")
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="Log to stderr: retries and warnings (-v); also every HTTP request and debug details (-vv).",
+)
 @click.version_option(package_name="audian-fax-async")
 @click.pass_context
 def cli(
@@ -42,42 +61,81 @@ def cli(
 ) -> None:
     """Audian Receive Fax from the command line: list, fetch and bulk-download faxes, configure
     webhooks and routing, and run the local emulator."""
-    if verbose:
-        logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.INFO, format="%(levelname)s %(message)s")
-        logging.getLogger("audian_fax_async").setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+    _log_to_stderr(verbose)
     ctx.obj = Settings(api_key, base_url, max_retries, verbose, transport=transport)
 
 
+class _StderrHandler(logging.Handler):
+    """Log records as lines on the standard error of the moment (click's, under a test runner too)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            click.echo(visible(self.format(record)) if record.exc_info is None else self.format(record), err=True)
+        except Exception:
+            self.handleError(record)
+
+
+_HANDLER = _StderrHandler()
+_HANDLER.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+
+
+def _log_to_stderr(verbose: int) -> None:
+    """``-v``: the SDK's retries and warnings; ``-vv``: also its debug lines and httpx2's line per request."""
+    loggers = {"audian_fax_async": logging.INFO if verbose == 1 else logging.DEBUG, "httpx2": logging.INFO}
+    for name, level in loggers.items():
+        logger = logging.getLogger(name)
+        wanted = verbose >= (1 if name == "audian_fax_async" else 2)
+        if wanted:
+            logger.setLevel(level)
+            if _HANDLER not in logger.handlers:
+                logger.addHandler(_HANDLER)
+        elif _HANDLER in logger.handlers:
+            logger.removeHandler(_HANDLER)
+
+
+#: The columns of ``list``, in the order of its tab-separated lines.
+LIST_COLUMNS = ("id", "received_at", "from", "name", "pages", "size", "status")
+
+
+def _fax_row(fax: ReceivedFax) -> tuple[str, ...]:
+    return (
+        fax.id,
+        format_datetime(fax.received_at),
+        fax.from_number,
+        fax.from_name or "",
+        str(fax.pages),
+        str(fax.file_size) if fax.file_size is not None else "",
+        str(fax.status),
+    )
+
+
 def _fax_table(faxes: list[ReceivedFax]) -> Table:
-    table = Table(show_edge=False, header_style="bold")
-    for column in ("id", "received_at", "from", "name", "pages", "size", "status"):
-        table.add_column(column)
+    """The faxes as a table for a terminal: ids are never cut (the one field people copy)."""
+    widest_id = max((len(visible(fax.id)) for fax in faxes), default=2)
+    columns = [Column("id", no_wrap=True, min_width=widest_id), Column("received_at", no_wrap=True)]
+    columns += [Column(name) for name in LIST_COLUMNS[2:]]
+    table = Table(*columns, show_edge=False, header_style="bold")
     for fax in faxes:
-        table.add_row(
-            plain(fax.id),
-            fax.received_at.strftime("%Y-%m-%d %H:%M:%SZ"),
-            plain(fax.from_number),
-            plain(fax.from_name or ""),
-            str(fax.pages),
-            f"{fax.file_size:,}" if fax.file_size is not None else "",
-            plain(str(fax.status)),
-        )
+        row = _fax_row(fax)
+        size = f"{fax.file_size:,}" if fax.file_size is not None else ""
+        table.add_row(*(plain(cell) for cell in row[:5]), size, plain(row[6]))
     return table
 
 
 @cli.command("list")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 100))
 @click.option("--offset", default=0, show_default=True, type=click.IntRange(min=0))
-@click.option("--all", "walk_all", is_flag=True, help="Walk every page (drift-proof) instead of one.")
+@click.option(
+    "--all", "walk_all", is_flag=True, help="Walk every page (drift-proof) instead of one; no --limit/--offset."
+)
 @click.option("--status", type=STATUSES)
 @click.option("--from-date", type=DATETIME, help="Received at or after (ISO 8601; UTC if no zone).")
 @click.option("--to-date", type=DATETIME, help="Received at or before.")
 @click.option("--from-number", help="Sender's number (E.164).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per fax.")
-@pass_settings
-@run_async
-async def list_command(
-    settings: Settings,
+@click.pass_context
+def list_command(
+    ctx: click.Context,
     limit: int,
     offset: int,
     walk_all: bool,
@@ -87,42 +145,69 @@ async def list_command(
     from_number: str | None,
     as_json: bool,
 ) -> None:
-    """List received faxes, newest first."""
+    """List received faxes, newest first.
+
+    On a terminal, a table and a count; in a pipe or a file, one fax per line with tab-separated
+    fields (id, received_at, from, name, pages, size in bytes, status) and nothing else; --json
+    gives one JSON object per line.
+    """
+    if walk_all:
+        given = [
+            f"--{name}" for name in ("limit", "offset") if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
+        ]
+        if given:
+            raise click.UsageError(f"--all walks every page: it takes no {' or '.join(given)}", ctx=ctx)
+    filters: dict[str, Any] = {"status": status, "from_date": from_date, "to_date": to_date, "from_number": from_number}
+    settings = ctx.find_object(Settings)
+    assert settings is not None  # the group made it
+    _list(settings, None if walk_all else (limit, offset), filters, as_json)
+
+
+@run_async
+async def _list(settings: Settings, page: tuple[int, int] | None, filters: dict[str, Any], as_json: bool) -> None:
     async with settings.client() as client:
-        filters: dict[str, Any] = {
-            "status": status,
-            "from_date": from_date,
-            "to_date": to_date,
-            "from_number": from_number,
-        }
-        if walk_all:
+        if page is None:
             faxes = [fax async for fax in client.received.iter(page_size=100, **filters)]
             total = len(faxes)
         else:
-            page = await client.received.list(limit, offset, **filters)
-            faxes, total = page.faxes, page.total
+            answer = await client.received.list(*page, **filters)
+            faxes, total = answer.faxes, answer.total
     if as_json:
         for fax in faxes:
             emit_json(fax)
-        return
-    console = Console()
-    console.print(_fax_table(faxes))
-    console.print(f"[dim]{len(faxes)} shown of {total}[/dim]")
+    elif stdout_is_terminal():
+        console = Console()
+        console.print(_fax_table(faxes))
+        console.print(f"[dim]{len(faxes)} shown of {total}[/dim]")
+    else:
+        for fax in faxes:
+            click.echo("\t".join(visible(cell) for cell in _fax_row(fax)))
+
+
+def _field_value(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 @cli.command("get")
 @click.argument("fax_id")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="The record as one JSON object.")
 @pass_settings
 @run_async
 async def get_command(settings: Settings, fax_id: str, as_json: bool) -> None:
-    """Show one fax's details."""
+    """Show every field of one fax's record, one per line."""
     async with settings.client() as client:
         fax = await client.received.get(fax_id)
     if as_json:
         emit_json(fax)
-    else:
-        Console().print(_fax_table([fax]))
+        return
+    record: dict[str, Any] = unstructure(fax)
+    width = max(len(name) for name in record)
+    for name, value in record.items():
+        click.echo(f"{name:<{width}}  {visible(_field_value(value))}")
 
 
 @cli.command("download")
@@ -170,7 +255,8 @@ async def download_all_command(
     Exits with status 1 when any fax failed.
     """
     console = Console(stderr=True)
-    async with settings.client() as client:
+    existed = await anyio.to_thread.run_sync(dest.exists)
+    async with settings.client() as client, remove_if_left_empty(dest, existed):
         summary = await run_bulk(
             lambda on_progress: client.received.download_all(
                 dest,
@@ -186,9 +272,11 @@ async def download_all_command(
             ),
             json_lines=as_json,
             console=console,
+            dest=dest,
+            marking=after is not None,
         )
     for line in summary.lines():
-        console.print(line)
+        console.print(line, soft_wrap=True, highlight=False)
     if summary.failed:
         fail(f"{summary.failed} of {summary.total} faxes failed")
 

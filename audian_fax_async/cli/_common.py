@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
+import os
+import re
 import sys
 import unicodedata
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, NoReturn, ParamSpec, TypeVar
 
@@ -45,8 +48,51 @@ class Settings:
 pass_settings = click.make_pass_decorator(Settings)
 
 
+class CommandLine(click.Group):
+    """The ``audian-fax`` group: every error, a usage error too, is one line on stderr and a
+    non-zero exit status (2 for usage errors, as click has it)."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            fail(exc.format_message().rstrip(".") + hint, code=exc.exit_code)
+        except click.ClickException as exc:
+            fail(exc.format_message(), code=exc.exit_code)
+        except click.Abort:
+            fail("interrupted", code=130)
+        except BrokenPipeError:
+            quiet_broken_pipe()
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def quiet_broken_pipe() -> NoReturn:
+    """The reader of our output went away (``audian-fax list | head``): stop quietly, status 1."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush must not fail again
+    except (OSError, ValueError):
+        pass
+    sys.exit(1)
+
+
 def run_async(func: Callable[P, Awaitable[R]]) -> Callable[P, R]:
-    """Run an async command on anyio; an SDK error becomes one clear line and exit status 1."""
+    """Run an async command on anyio; any error becomes one clear line and exit status 1.
+
+    An SDK error is shown as its type and message, an OS error (a folder that cannot be written,
+    say) as its message; anything else is a bug of ours: one line too, and with ``-vv`` the
+    traceback goes to the log first.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -54,10 +100,39 @@ def run_async(func: Callable[P, Awaitable[R]]) -> Callable[P, R]:
             return anyio.run(functools.partial(func, *args, **kwargs))
         except AudianError as exc:
             return fail(f"{type(exc).__name__}: {exc}")
+        except BrokenPipeError:
+            return quiet_broken_pipe()
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            return fail(f"{where}{exc.strerror or exc}")
         except KeyboardInterrupt:
             return fail("interrupted", code=130)
+        except (click.ClickException, click.exceptions.Exit):
+            raise
+        except Exception as exc:
+            logging.getLogger("audian_fax_async").debug("unexpected error", exc_info=True)
+            return fail(f"unexpected {type(exc).__name__}: {exc} (a bug: please report it; -vv logs the traceback)")
 
     return wrapper
+
+
+#: Python spellings in the SDK's messages and the options that say the same on the command line.
+_CLI_WORDS = ((re.compile(r"\boverwrite=True\b"), "--overwrite"),)
+
+
+def cli_words(message: str) -> str:
+    """``message`` as the command line says it: ``--overwrite`` where the SDK says ``overwrite=True``."""
+    for pattern, words in _CLI_WORDS:
+        message = pattern.sub(words, message)
+    return message
+
+
+def stdout_is_terminal() -> bool:
+    """Whether standard output is a terminal (a table for people) rather than a pipe or a file."""
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):  # replaced by something without it, or closed
+        return False
 
 
 def visible(text: str) -> str:
@@ -72,7 +147,8 @@ def plain(text: str, style: str = "") -> Text:
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    click.echo(click.style("error: ", fg="red", bold=True) + visible(message), err=True)
+    """Print ``error: message`` on one line of stderr (in the command line's words) and exit."""
+    click.echo(click.style("error: ", fg="red", bold=True) + visible(cli_words(message)), err=True)
     sys.exit(code)
 
 

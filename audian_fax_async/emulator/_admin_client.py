@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, overload
 from urllib.parse import quote
 
 import httpx2
@@ -36,6 +36,14 @@ def _inject_body(
     if count is None and faxes is None and fields:
         body["faxes"] = [dict(fields)]
     return body
+
+
+def _arrivals_body(count: int | None, faxes: Sequence[Mapping[str, Any]] | None, fields: Mapping[str, Any]) -> Json:
+    """The ``arrivals`` body: ``count`` generated faxes sharing ``fields``, explicit ``faxes``, or
+    one fax made of ``fields``."""
+    if count is None and faxes is None:
+        return {"faxes": [dict(fields)]}
+    return _inject_body(count, faxes, fields)
 
 
 def _faults_body(profile: str | FaultConfig | None, replace: bool, options: dict[str, Any]) -> Json:
@@ -146,10 +154,25 @@ class AdminClient:
         faxes_out: list[Json] = self._call("POST", _acct(key) + "/faxes", body)["faxes"]
         return faxes_out
 
-    def arrive(self, key: str, **fields: Any) -> Json:
-        """One fax arrives now (generated, ``fields`` overriding); returns its detail object."""
-        out: Json = self._call("POST", _acct(key) + "/arrivals", {"faxes": [fields]})["faxes"][0]
-        return out
+    @overload
+    def arrive(self, key: str, *, count: int, faxes: None = None, **fields: Any) -> list[Json]: ...
+    @overload
+    def arrive(
+        self, key: str, *, faxes: Sequence[Mapping[str, Any]], count: None = None, **fields: Any
+    ) -> list[Json]: ...
+    @overload
+    def arrive(self, key: str, *, count: None = None, faxes: None = None, **fields: Any) -> Json: ...
+    def arrive(
+        self, key: str, *, count: int | None = None, faxes: Sequence[Mapping[str, Any]] | None = None, **fields: Any
+    ) -> Json | list[Json]:
+        """Faxes arrive now, announced to webhooks and routing rules (the ``arrivals`` endpoint).
+
+        ``arrive(key, **fields)``: one fax (generated, ``fields`` overriding), returned as its detail
+        object. ``arrive(key, count=3, **fields)`` and ``arrive(key, faxes=[{...}, ...])``: several,
+        returned as a list, like :meth:`inject`."""
+        body = _arrivals_body(count, faxes, fields)
+        made: list[Json] = self._call("POST", _acct(key) + "/arrivals", body)["faxes"]
+        return made if count is not None or faxes is not None else made[0]
 
     def start_arrivals(self, key: str, rate: float, count: int | None = None) -> Json:
         """Start a stream of arrivals at ``rate`` per second (``count`` of them, or until stopped)."""
@@ -263,10 +286,21 @@ class AsyncAdminClient:
         faxes_out: list[Json] = (await self._call("POST", _acct(key) + "/faxes", body))["faxes"]
         return faxes_out
 
-    async def arrive(self, key: str, **fields: Any) -> Json:
+    @overload
+    async def arrive(self, key: str, *, count: int, faxes: None = None, **fields: Any) -> list[Json]: ...
+    @overload
+    async def arrive(
+        self, key: str, *, faxes: Sequence[Mapping[str, Any]], count: None = None, **fields: Any
+    ) -> list[Json]: ...
+    @overload
+    async def arrive(self, key: str, *, count: None = None, faxes: None = None, **fields: Any) -> Json: ...
+    async def arrive(
+        self, key: str, *, count: int | None = None, faxes: Sequence[Mapping[str, Any]] | None = None, **fields: Any
+    ) -> Json | list[Json]:
         """See :meth:`AdminClient.arrive`."""
-        out: Json = (await self._call("POST", _acct(key) + "/arrivals", {"faxes": [fields]}))["faxes"][0]
-        return out
+        body = _arrivals_body(count, faxes, fields)
+        made: list[Json] = (await self._call("POST", _acct(key) + "/arrivals", body))["faxes"]
+        return made if count is not None or faxes is not None else made[0]
 
     async def start_arrivals(self, key: str, rate: float, count: int | None = None) -> Json:
         """See :meth:`AdminClient.start_arrivals`."""

@@ -21,7 +21,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._config import EmulatorConfig
@@ -51,6 +51,8 @@ WEBHOOK_FORMATS = ("json", "xml")
 ROUTING_TYPES = ("email", "webhook")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _INT = re.compile(r"^[+-]?\d+$")
+#: The reference shows one area code ("202") and no rule: any ASCII digits, as the SDK checks.
+_AREA_CODE = re.compile(r"[0-9]+")
 
 Handler = Callable[[Request, Account, FaultAction | None], Awaitable[Response]]
 
@@ -78,9 +80,22 @@ def parse_datetime(raw: str, name: str) -> dt.datetime:
     return value.astimezone(dt.UTC)
 
 
+def _query_value(request: Request, name: str) -> str | None:
+    """The value of query parameter ``name``, or None when it is absent; present but empty (``?limit=``)
+    or given twice is refused, so a client's bug shows here instead of reading as "not given"."""
+    values = request.query_params.getlist(name)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise BadRequest(400, "invalid_parameter", f"{name} is given {len(values)} times")
+    if not values[0].strip():
+        raise BadRequest(400, "invalid_parameter", f"{name} is empty")
+    return values[0]
+
+
 def _int_param(request: Request, name: str, default: int, low: int, high: int | None) -> int:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
+    raw = _query_value(request, name)
+    if raw is None:
         return default
     if not _INT.match(raw.strip()):
         raise BadRequest(400, "invalid_parameter", f"{name} must be an integer, got {raw!r}")
@@ -89,6 +104,12 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int | 
         bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
         raise BadRequest(400, "invalid_parameter", f"{name} must be {bounds}, got {value}")
     return value
+
+
+def _new_number(area: str, subscriber: int) -> str:
+    """A number in ``area``: North American (``+1``, seven more digits) for three digits, else the
+    area code followed by seven digits."""
+    return f"+1{area}{subscriber:07d}" if len(area) == 3 else f"+{area}{subscriber:07d}"
 
 
 def _digits(number: str) -> str:
@@ -157,6 +178,10 @@ class EmulatorCore:
                 return error_response(
                     401, "unauthorized", "missing API key: send X-Auth-Token or Authorization: Bearer"
                 )
+            known = self.config.keys
+            if known is not None and key not in known:
+                self.state.unauthenticated[401] += 1
+                return error_response(401, "unauthorized", "invalid API key")
             account = self.state.account(key)
             action = self.faults.decide(key, route)
             response: Response
@@ -184,14 +209,15 @@ class EmulatorCore:
         """``GET /v2/fax/received``."""
         limit = _int_param(request, "limit", 20, 1, 100)
         offset = _int_param(request, "offset", 0, 0, None)
-        params = request.query_params
-        status = params.get("status") or None
+        status = _query_value(request, "status")
         if status is not None and status not in FAX_STATUSES:
             raise BadRequest(400, "invalid_parameter", f"status must be one of {', '.join(FAX_STATUSES)}")
-        from_date = parse_datetime(params["from_date"], "from_date") if params.get("from_date") else None
-        to_date = parse_datetime(params["to_date"], "to_date") if params.get("to_date") else None
-        from_number = _digits(params.get("from_number") or "")
-        if params.get("from_number") and not from_number:
+        raw_from, raw_to = _query_value(request, "from_date"), _query_value(request, "to_date")
+        from_date = parse_datetime(raw_from, "from_date") if raw_from is not None else None
+        to_date = parse_datetime(raw_to, "to_date") if raw_to is not None else None
+        raw_number = _query_value(request, "from_number")
+        from_number = _digits(raw_number or "")
+        if raw_number is not None and not from_number:
             raise BadRequest(400, "invalid_parameter", "from_number must be a phone number")
 
         faxes = account.faxes  # ascending
@@ -392,8 +418,8 @@ class EmulatorCore:
         """``POST /v2/fax/numbers``: at most ``max_numbers`` per account, refused whole beyond."""
         data = await _json_body(request)
         area = data.get("area_code")
-        if not isinstance(area, str) or not re.fullmatch(r"[2-9]\d\d", area):
-            raise BadRequest(422, "validation_error", "area_code must be three digits (not starting with 0 or 1)")
+        if not isinstance(area, str) or not _AREA_CODE.fullmatch(area):
+            raise BadRequest(422, "validation_error", "area_code must be a string of digits")
         quantity = data.get("quantity", 1)
         if not isinstance(quantity, int) or isinstance(quantity, bool) or quantity < 1:
             raise BadRequest(422, "validation_error", "quantity must be a positive integer")
@@ -409,7 +435,7 @@ class EmulatorCore:
         created: list[dict[str, Any]] = []
         now = utc_now()
         while len(created) < quantity:
-            number = f"+1{area}{account.rng.randrange(2_000_000, 10_000_000):07d}"
+            number = _new_number(area, account.rng.randrange(2_000_000, 10_000_000))
             if number in taken:
                 continue
             taken.add(number)
@@ -546,11 +572,24 @@ class RequestIdMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the application serves at the request's path (RFC 9110's ``Allow``)."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE and isinstance(route, Route) and route.methods:
+            methods |= route.methods
+    return sorted(methods)
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
     message = f"no route {request.method} {request.url.path}" if exc.status_code in (404, 405) else str(exc.detail)
-    return error_response(exc.status_code, code, message)
+    response = error_response(exc.status_code, code, message)
+    if exc.status_code == 405:
+        response.headers["Allow"] = ", ".join(allowed_methods(request))
+    return response
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:

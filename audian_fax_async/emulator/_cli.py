@@ -57,6 +57,12 @@ __all__ = ["emulator_command"]
 )
 @click.option("--admin-key", default=None, help="Require this X-Admin-Key on the admin API.")
 @click.option(
+    "--keys",
+    default=None,
+    metavar="KEY[,KEY...]",
+    help="The API keys that exist (comma-separated); others get 401. Default: every key is an account.",
+)
+@click.option(
     "--log-level",
     default="info",
     show_default=True,
@@ -80,6 +86,7 @@ def emulator_command(
     retry_after: int,
     time_scale: float,
     admin_key: str | None,
+    keys: str | None,
     log_level: str,
 ) -> None:
     """Serve an emulator of the Audian Receive Fax API (and its admin API under /_emulator)."""
@@ -110,6 +117,7 @@ def emulator_command(
             retry_after=retry_after,
             time_scale=time_scale,
             admin_key=admin_key,
+            keys=_key_list(keys),
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
@@ -125,6 +133,16 @@ def emulator_command(
         _run(serve)
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def _key_list(keys: str | None) -> list[str] | None:
+    """``--keys a,b``: the keys, without blanks around them; empty names are refused."""
+    if keys is None:
+        return None
+    names = [name.strip() for name in keys.split(",")]
+    if not all(names):
+        raise ValueError(f"--keys takes comma-separated API keys, got {keys!r}")
+    return names
 
 
 def _run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:

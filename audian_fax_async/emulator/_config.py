@@ -6,7 +6,7 @@ Everything here is plain data (attrs classes with validation); nothing performs 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -114,6 +114,18 @@ def fault_profile(name: str) -> FaultConfig:
         raise ValueError(f"unknown fault profile {name!r}; known: {', '.join(sorted(PROFILES))}") from None
 
 
+def _key_set(keys: Iterable[str] | None) -> frozenset[str] | None:
+    """The accepted API keys as a set; a single string is refused (it would be a set of characters)."""
+    if keys is None:
+        return None
+    if isinstance(keys, str):
+        raise ValueError("keys must be a collection of API keys, not one string")
+    found = frozenset(keys)
+    if not found or any(not isinstance(key, str) or not key.strip() for key in found):
+        raise ValueError("keys must be non-empty strings, and at least one")
+    return found
+
+
 @frozen(kw_only=True)
 class EmulatorConfig:
     """Settings of one emulator server.
@@ -129,10 +141,12 @@ class EmulatorConfig:
     * ``clock_anchor``: the "now" that generated faxes are dated back from (default: start time).
     * ``document_cache_bytes``: bound of the cache of generated documents.
     * ``admin_key``: if set, the admin API requires header ``X-Admin-Key``.
+    * ``keys``: the API keys that exist; any other key is answered 401 (``None``, the default:
+      every key is accepted, each its own account).
 
     Example::
 
-        EmulatorConfig(faxes=500, seed=7, faults=fault_profile("chaos"))
+        EmulatorConfig(faxes=500, seed=7, faults=fault_profile("chaos"), keys={"key-a", "key-b"})
     """
 
     host: str = "127.0.0.1"
@@ -148,3 +162,4 @@ class EmulatorConfig:
     document_cache_bytes: int = field(default=256 * 1024 * 1024, validator=attrs.validators.ge(0))
     admin_key: str | None = None
     webhook_timeout: float = field(default=10.0, validator=_non_negative)
+    keys: frozenset[str] | None = field(default=None, converter=_key_set)

@@ -93,6 +93,13 @@ async def run_emulator(
             async with FaxClient(api_key="test", base_url=emu.base_url) as client:
                 ...
     """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        raise RuntimeError(
+            "run_emulator needs an asyncio event loop (uvicorn serves on asyncio only); from trio, "
+            "or from synchronous code, use EmulatorThread, which runs its own"
+        ) from None
     config = config or EmulatorConfig()
     core = EmulatorCore(config)
     app = create_app(core=core)

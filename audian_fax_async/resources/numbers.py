@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from typing import Unpack
 
@@ -10,9 +11,10 @@ from .._converter import structure
 from .._exceptions import InvalidRequestError, ValidationError
 from .._models import FaxNumber
 from .._options import CallOptions
+from .._response import to_raw_response
 from ._base import Resource
 
-__all__ = ["Numbers"]
+__all__ = ["Numbers", "NumbersWithRawResponse"]
 
 logger = logging.getLogger("audian_fax_async")
 
@@ -21,6 +23,11 @@ MAX_NUMBERS_PER_ACCOUNT = 100
 
 class Numbers(Resource):
     """Dedicated fax numbers (``POST /fax/numbers``)."""
+
+    @functools.cached_property
+    def with_raw_response(self) -> NumbersWithRawResponse:
+        """The same calls, returning an :class:`~audian_fax_async.APIResponse` instead of the model."""
+        return NumbersWithRawResponse(self)
 
     async def request(self, *, area_code: str, quantity: int = 1, **options: Unpack[CallOptions]) -> list[FaxNumber]:
         """Buy ``quantity`` fax numbers in ``area_code`` (at most 100 per account).
@@ -67,3 +74,10 @@ async def _numbers_of(answer: object) -> list[FaxNumber]:
     if not numbers:
         logger.warning("numbers.request succeeded but its answer names no number: they may have been bought anyway")
     return numbers
+
+
+class NumbersWithRawResponse:
+    """``client.numbers.with_raw_response``: the same calls, answering an APIResponse."""
+
+    def __init__(self, resource: Numbers) -> None:
+        self.request = to_raw_response(resource.request)

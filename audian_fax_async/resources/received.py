@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal, Unpack
 
 import anyio
+import attrs
 
 from .._bulk import BulkDownload, BulkProgress
 from .._client import check_limit
@@ -19,13 +21,20 @@ from .._models import DownloadResult, FaxPage, FaxStatus, ReceivedFax, StatusNam
 from .._options import CallOptions
 from .._pagination import KeysetWalk
 from .._paths import safe_filename
+from .._response import to_raw_response
 from ._base import Resource, check_fax_id, enum_value, fax_path, iso
 
-__all__ = ["Received"]
+__all__ = ["Received", "ReceivedWithRawResponse"]
 
 
 class Received(Resource):
     """Received faxes (``/fax/received``)."""
+
+    @functools.cached_property
+    def with_raw_response(self) -> ReceivedWithRawResponse:
+        """The same calls, returning an :class:`~audian_fax_async.APIResponse` (status, headers,
+        request id, timing, ``.parse()``) instead of the model."""
+        return ReceivedWithRawResponse(self)
 
     def _filters(
         self,
@@ -74,7 +83,20 @@ class Received(Resource):
             "offset": offset,
             **self._filters(from_date=from_date, to_date=to_date, status=status, from_number=from_number),
         }
-        return await self._client.request_model("GET", "fax/received", FaxPage, params=params, **options)
+        page = await self._client.request_model("GET", "fax/received", FaxPage, params=params, **options)
+
+        async def fetch_next() -> FaxPage:
+            return await self.list(
+                limit,
+                offset + len(page.faxes),
+                from_date=from_date,
+                to_date=to_date,
+                status=status,
+                from_number=from_number,
+                **options,
+            )
+
+        return attrs.evolve(page, fetch_next=fetch_next)
 
     async def iter(
         self,
@@ -286,3 +308,14 @@ def _as_folder(raw: str, target: Path) -> bool:
     except OSError as exc:
         raise DestinationError(f"cannot create the folder {target}: {exc.strerror or exc}") from None
     return True
+
+
+class ReceivedWithRawResponse:
+    """``client.received.with_raw_response``: each single-request call, answering an APIResponse."""
+
+    def __init__(self, received: Received) -> None:
+        self.list = to_raw_response(received.list)
+        self.get = to_raw_response(received.get)
+        self.update = to_raw_response(received.update)
+        self.mark_processed = to_raw_response(received.mark_processed)
+        self.archive = to_raw_response(received.archive)

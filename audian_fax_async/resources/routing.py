@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Unpack
 
 from .._exceptions import InvalidRequestError
 from .._models import RoutingRule, RoutingType, RoutingTypeName
 from .._options import CallOptions
+from .._response import to_raw_response
 from ._base import Resource, enum_value, merged_with
 
-__all__ = ["Routing"]
+__all__ = ["Routing", "RoutingWithRawResponse"]
 
 
 class Routing(Resource):
     """Routing rules (``POST /fax/routing``)."""
+
+    @functools.cached_property
+    def with_raw_response(self) -> RoutingWithRawResponse:
+        """The same calls, returning an :class:`~audian_fax_async.APIResponse` instead of the model."""
+        return RoutingWithRawResponse(self)
 
     async def create(
         self,
@@ -48,3 +55,10 @@ class Routing(Resource):
             fallback=merged_with(RoutingRule, body),
             **options,
         )
+
+
+class RoutingWithRawResponse:
+    """``client.routing.with_raw_response``: the same calls, answering an APIResponse."""
+
+    def __init__(self, resource: Routing) -> None:
+        self.create = to_raw_response(resource.create)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Unpack
 
@@ -10,13 +11,19 @@ import httpx2
 from .._exceptions import InvalidRequestError
 from .._models import EventName, FormatName, Webhook, WebhookEventType, WebhookFormat
 from .._options import CallOptions
+from .._response import to_raw_response
 from ._base import Resource, enum_value, enum_values, merged_with
 
-__all__ = ["Webhooks"]
+__all__ = ["Webhooks", "WebhooksWithRawResponse"]
 
 
 class Webhooks(Resource):
     """Webhook subscriptions (``POST /fax/webhooks``)."""
+
+    @functools.cached_property
+    def with_raw_response(self) -> WebhooksWithRawResponse:
+        """The same calls, returning an :class:`~audian_fax_async.APIResponse` instead of the model."""
+        return WebhooksWithRawResponse(self)
 
     async def create(
         self,
@@ -54,3 +61,10 @@ class Webhooks(Resource):
             fallback=merged_with(Webhook, body),
             **options,
         )
+
+
+class WebhooksWithRawResponse:
+    """``client.webhooks.with_raw_response``: the same calls, answering an APIResponse."""
+
+    def __init__(self, resource: Webhooks) -> None:
+        self.create = to_raw_response(resource.create)

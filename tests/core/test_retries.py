@@ -401,22 +401,29 @@ async def test_the_final_failure_of_a_retried_call_is_logged_once_at_warning(
     with pytest.raises(InternalServerError):
         await client.received.get("fax_1", max_retries=2)
 
-    ours = [r for r in caplog.records if r.name == "audian_fax_async"]
+    ours = [r for r in caplog.records if r.name == "audian_fax_async" and r.levelno >= logging.INFO]
     assert [r.levelno for r in ours] == [logging.INFO, logging.INFO, logging.WARNING]
     assert "after 3 attempts" in ours[-1].getMessage()
     assert API_KEY not in caplog.text
 
 
-async def test_a_call_that_fails_once_without_retries_logs_nothing(
+async def test_a_call_that_fails_once_without_retries_logs_only_its_debug_line(
     client: FaxClient, api: respx.MockRouter, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    api.get("/fax/received/fax_1").respond(404)
+    api.get("/fax/received/fax_1").respond(404, headers={"X-Request-Id": "req_404"})
 
     with pytest.raises(NotFoundError):
         await client.received.get("fax_1")
 
-    assert [r for r in caplog.records if r.name == "audian_fax_async"] == []
+    ours = [r for r in caplog.records if r.name == "audian_fax_async"]
+    assert [r.levelno for r in ours] == [logging.DEBUG]
+    assert ours[0].getMessage() == (
+        "GET /v2/fax/received/fax_1 -> 404 Not Found in "
+        + ours[0].getMessage().split(" in ", 1)[1].split(" ms", 1)[0]
+        + " ms (request id req_404, attempt 1)"
+    )
+    assert API_KEY not in caplog.text
 
 
 # -- the pure pieces ---------------------------------------------------------------------------
