@@ -52,12 +52,15 @@ def validator_of(headers: httpx2.Headers) -> str | None:
     return headers.get("Last-Modified") or None
 
 
-def plan_body(status: int, headers: httpx2.Headers, *, offset: int, validator: str | None = None) -> BodyPlan:
+def plan_body(
+    status: int, headers: httpx2.Headers, *, offset: int, validator: str | None = None, total: int | None = None
+) -> BodyPlan:
     """Read a download response's status and headers; raise :class:`Restart` if it cannot continue.
 
-    ``offset`` and ``validator`` are what the request asked to resume from (``offset`` 0: the whole
-    document). A ``200`` is the whole document; a ``206`` must start at ``offset``, fit its total,
-    and carry ``validator`` (the same ETag, or the same Last-Modified).
+    ``offset``, ``validator`` and ``total`` are what the request asked to resume from and the
+    length the first answer gave (``offset`` 0: the whole document). A ``200`` is the whole
+    document; a ``206`` must start at ``offset``, be of a document of that ``total`` length, and
+    carry ``validator`` (the same ETag, or the same Last-Modified).
     """
     accepts = headers.get("Accept-Ranges", "").strip().lower() == "bytes"
     length = _content_length(headers)
@@ -68,7 +71,9 @@ def plan_body(status: int, headers: httpx2.Headers, *, offset: int, validator: s
         if match is None:
             raise Restart("206 without a usable Content-Range")
         start, end = int(match.group(1)), int(match.group(2))
-        total = None if match.group(3) == "*" else int(match.group(3))
+        first_total, total = total, None if match.group(3) == "*" else int(match.group(3))
+        if first_total is not None and total != first_total:
+            raise Restart(f"206 of a document of {total} bytes, the first answer had {first_total}")
         if end < start:
             raise Restart(f"206 range {start}-{end} ends before it starts")
         if start != offset or (total is not None and end >= total):

@@ -374,6 +374,13 @@ class FaxClient:
                 method=request.method,
                 url=_safe_url(request.url),
             ) from None
+        if target.port is not None and not 0 < target.port < 65536:
+            raise APIConnectionError(
+                f"{response.status_code} redirect to an invalid port ({target.port}) for {request.method} "
+                f"{_safe_url(request.url)}",
+                method=request.method,
+                url=_safe_url(request.url),
+            )
         method = request.method
         if response.status_code == 303 or (response.status_code in (301, 302) and method == "POST"):
             method = "GET"
@@ -403,6 +410,13 @@ class FaxClient:
                 response = await self._http.send(request, stream=True, follow_redirects=False)
             except httpx2.HTTPError as exc:
                 raise self.map_transport_error(exc, request) from exc
+            except (ValueError, OverflowError) as exc:  # an address the socket layer refuses (a bad port)
+                raise APIConnectionError(
+                    f"cannot send {request.method} {_safe_url(request.url)}: {exc}",
+                    method=request.method,
+                    url=_safe_url(request.url),
+                    request_sent=False,
+                ) from exc
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug(
                     "%s %s -> %d %s in %.1f ms (request id %s, attempt %d)",
@@ -425,7 +439,7 @@ class FaxClient:
                 if stream:
                     return response
                 try:
-                    body = await _read_capped(response, self.max_response_bytes + 1)
+                    body = await _read_capped(response, self.max_response_bytes + 1, tolerant=False)
                 except httpx2.HTTPError as exc:
                     raise self.map_transport_error(exc, request) from exc
                 if len(body) > self.max_response_bytes:
@@ -524,7 +538,8 @@ class FaxClient:
                 for name, value in original.headers.multi_items()
             ],
         )
-        return _read_response(response, request, body)
+        key = self._api_key
+        return _read_response(response, request, body, mask=lambda value: value.replace(key, "[masked]"))
 
     async def request(
         self,
@@ -652,8 +667,9 @@ class FaxClient:
             yield
 
 
-async def _read_capped(response: httpx2.Response, cap: int) -> bytes:
-    """At most ``cap`` bytes of a body (an error page may be huge); a broken body gives what came."""
+async def _read_capped(response: httpx2.Response, cap: int, *, tolerant: bool = True) -> bytes:
+    """At most ``cap`` bytes of a body. ``tolerant`` (for error pages, read only for their message):
+    a body that breaks off gives what came; otherwise the transport's error is raised."""
     chunks = bytearray()
     try:
         async for chunk in response.aiter_bytes():
@@ -661,16 +677,23 @@ async def _read_capped(response: httpx2.Response, cap: int) -> bytes:
             if len(chunks) >= cap:
                 break
     except httpx2.HTTPError:
-        pass
+        if not tolerant:
+            raise
     return bytes(chunks[:cap])
 
 
 def _read_response(
-    response: httpx2.Response, request: httpx2.Request, body: bytes, started: float | None = None
+    response: httpx2.Response,
+    request: httpx2.Request,
+    body: bytes,
+    started: float | None = None,
+    *,
+    mask: Callable[[str], str] = str,
 ) -> httpx2.Response:
-    """A read response with ``body`` (already decoded: no content encoding left) in place of the stream."""
+    """A read response with ``body`` (already decoded: no content encoding left) in place of the
+    stream; ``mask`` hides secrets in header values."""
     headers = [
-        (name, value)
+        (name, mask(value))
         for name, value in response.headers.multi_items()
         if name.lower() not in ("content-encoding", "content-length", "transfer-encoding")
     ]
@@ -701,7 +724,7 @@ def decode_json(response: httpx2.Response, *, mask: Callable[[str], str] = str) 
         ctype = response.headers.get("content-type", "?")
         raise ValidationError(
             f"response to {response.request.method} {_safe_url(response.request.url)} is not valid JSON "
-            f"(content-type {ctype}): {exc}; body starts {mask(excerpt(response.text, 80))!r}",
+            f"(content-type {ctype}): {exc}; body starts {excerpt(mask(response.text), 80)!r}",
             path="$",
         ) from None
 

@@ -31,7 +31,7 @@ from ._exceptions import APITimeoutError, DestinationError, IncompleteDownloadEr
 from ._models import DownloadResult, ReceivedFax
 from ._options import CallOptions, request_options
 from ._paths import partial_name
-from ._retry import call_with_retries, log_failure, retrying
+from ._retry import call_with_retries, log_failure, retrying, should_retry
 from .resources._base import fax_path
 
 if TYPE_CHECKING:
@@ -206,6 +206,7 @@ class _Attempt:
                 response.headers,
                 offset=state.offset if "Range" in headers else 0,
                 validator=state.validator,
+                total=state.total if "Range" in headers else None,
             )
         except BaseException:
             with anyio.CancelScope(shield=True):
@@ -431,6 +432,22 @@ class DocumentStream:
                 return
             except Exception as exc:
                 failure = exc
+                if (
+                    state.offset
+                    and not state.can_resume()
+                    and attempts <= self._policy.max_retries
+                    and should_retry(exc, idempotent=True, policy=self._policy)
+                ):
+                    # A break worth retrying, but bytes were handed out and nothing can continue them.
+                    incomplete = IncompleteDownloadError(
+                        f"fax {self.fax_id}: the document broke off after {state.offset} bytes were streamed and "
+                        f"the server gives no validator to resume against ({type(exc).__name__}: {exc})",
+                        fax_id=self.fax_id,
+                        received=state.offset,
+                        expected=state.total,
+                    )
+                    log_failure(operation, attempts, incomplete, self._policy, started)
+                    raise incomplete from exc
             try:
                 with attempt:
                     raise failure

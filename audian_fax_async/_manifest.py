@@ -27,6 +27,8 @@ __all__ = ["MANIFEST_NAME", "Manifest", "ManifestEntry"]
 logger = logging.getLogger("audian_fax_async")
 
 MANIFEST_NAME = ".audian-manifest.jsonl"
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
 
 
@@ -73,15 +75,17 @@ class Manifest:
     def load(self) -> dict[str, ManifestEntry]:
         """Every entry, the last line of each fax winning (blocking)."""
         entries: dict[str, ManifestEntry] = {}
+        flags = os.O_RDONLY | _NOFOLLOW | _NONBLOCK | getattr(os, "O_CLOEXEC", 0)  # a FIFO must not block
         try:
-            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+            fd = os.open(self.path, flags)
         except FileNotFoundError:
             return entries
         except OSError as exc:
             raise DestinationError(f"cannot read the manifest {self.path}: {exc.strerror or exc}") from None
+        if not _is_regular(fd):
+            os.close(fd)
+            raise DestinationError(f"the manifest {self.path} is not a regular file")
         with os.fdopen(fd, "rb") as handle:
-            if not _is_regular(handle.fileno()):
-                raise DestinationError(f"the manifest {self.path} is not a regular file")
             skipped = 0
             for raw in handle:
                 if not raw.strip():
@@ -124,7 +128,7 @@ class Manifest:
             self._unterminated = False
 
     def _open(self) -> int:
-        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | _NOFOLLOW | _NONBLOCK | getattr(os, "O_CLOEXEC", 0)
         try:
             fd = os.open(self.path, flags, 0o644)
         except OSError as exc:

@@ -51,6 +51,7 @@ class KeysetWalk:
     #: The states reached since the last page that yielded something: one reached twice means the
     #: listing is ignoring ``to_date``/``offset`` and the walk would go round forever.
     _idle_states: set[tuple[datetime | None, int, bool, int]] = field(factory=set)
+    _idle_pages: int = 0
 
     def next_request(self) -> tuple[datetime | None, int]:
         """The ``to_date`` and ``offset`` of the next page to fetch."""
@@ -64,9 +65,14 @@ class KeysetWalk:
         fresh = self._accept(faxes)
         if fresh or self.done:
             self._idle_states.clear()
+            self._idle_pages = 0
             return fresh
+        self._idle_pages += 1
+        # An honest walk goes without yielding only while it steps back over faxes that left a
+        # shared timestamp: at most one page per page_size - 1 of them, and a few more.
+        idle_limit = 3 + len(self._seen_at_upper) // max(1, self.page_size - 1)
         state = (self.upper, self.offset, self.verify, len(self._seen_at_upper))
-        if state in self._idle_states:
+        if state in self._idle_states or self._idle_pages > idle_limit:
             raise PaginationError(
                 f"the listing made no progress at to_date={self.upper.isoformat() if self.upper else None} "
                 f"offset={self.offset}: the API returned the same faxes again (does it ignore to_date and offset?)"
@@ -94,6 +100,10 @@ class KeysetWalk:
             return fresh
 
         last = faxes[-1].received_at
+        if upper is not None and last > upper:
+            # The page never reached below the boundary (the API ignores to_date): the boundary
+            # never moves up, so nothing yielded can be yielded again; the walk stays where it is.
+            return fresh
         at_last = {fax.id for fax in faxes if fax.received_at == last}
         if last == upper:
             # The page ends inside the boundary timestamp; everything up to its end has been yielded.
