@@ -1,11 +1,11 @@
 """``received.download_all``: the bulk archive engine.
 
 One task walks the listing (drift-proof, see ``_pagination``) and queues each new fax in a bounded
-memory stream; one worker per download slot takes them, downloads each into its file (holding a
-slot only while bytes flow) and records it in the folder's manifest. The listing runs ahead just
-enough to keep every slot busy, so memory and open files stay bounded by the concurrency, not by
-the size of the archive. Every fax ends as exactly one :class:`DownloadOutcome`: downloaded,
-skipped or failed with its error. The manifest (``_manifest``) makes a rerun skip what is complete,
+memory stream; one worker per download slot takes them. A worker prepares a fax (checks the folder,
+opens its temporary file) in one trip to a worker thread, downloads it holding a slot only while
+bytes flow, and commits it (fsync, rename, manifest line) in another trip. Memory and open files
+stay bounded by the concurrency, not by the size of the archive. Every fax ends as exactly one
+:class:`DownloadOutcome`: downloaded, skipped or failed with its error. The manifest (``_manifest``) makes a rerun skip what is complete,
 also after the process was killed.
 """
 
@@ -25,7 +25,7 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from attrs import define, field
 
-from ._download import download_file
+from ._download import FileDownload
 from ._exceptions import AudianError, DestinationError, InvalidRequestError
 from ._manifest import MANIFEST_NAME, Manifest, ManifestEntry
 from ._models import DownloadOutcome, DownloadResult, FaxStatus, OutcomeKind, ReceivedFax
@@ -278,25 +278,24 @@ class BulkDownload:
             relative = self._relative_path(fax)
             path = self.dest_dir / relative
             entry = self._done.get(fax.id)
-            if entry is not None and await anyio.to_thread.run_sync(self._still_there, entry):
-                return await self._finished(fax, OutcomeKind.SKIPPED, self.dest_dir / entry.path, entry)
             self._claim(fax, relative, path)
-            existing = await anyio.to_thread.run_sync(self._adopt_existing, fax, path, relative)
-            if existing is not None:
-                return await self._finished(fax, OutcomeKind.SKIPPED, path, existing)
+            job = FileDownload(
+                self._client,
+                fax.id,
+                path,
+                fax=fax,
+                overwrite=self._overwrite,
+                options=self._options,
+                on_bytes=self._count_bytes,
+                on_retry=self._count_retry,
+                on_commit=lambda done: self.manifest.write(self._entry(fax.id, relative, done)),
+            )
+            kept = await anyio.to_thread.run_sync(self._prepare_fax, fax, relative, path, entry, job)
+            if kept is not None:
+                return await self._finished(fax, OutcomeKind.SKIPPED, self.dest_dir / kept.path, kept)
             self.progress.in_flight += 1
             try:
-                result = await download_file(
-                    self._client,
-                    fax.id,
-                    path,
-                    fax=fax,
-                    overwrite=self._overwrite,
-                    options=self._options,
-                    on_bytes=self._count_bytes,
-                    on_retry=self._count_retry,
-                    on_commit=lambda done: self.manifest.write(self._entry(fax.id, relative, done)),
-                )
+                result = await job.run(opened=True)
             finally:
                 self.progress.in_flight -= 1
             return await self._finished(fax, OutcomeKind.DOWNLOADED, path, self._entry(fax.id, relative, result))
@@ -324,6 +323,18 @@ class BulkDownload:
                 f"{path} is already the path of fax {owner}: two faxes cannot share one file "
                 "(choose a path_template that includes {id})"
             )
+
+    def _prepare_fax(
+        self, fax: ReceivedFax, relative: Path, path: Path, entry: ManifestEntry | None, job: FileDownload
+    ) -> ManifestEntry | None:
+        """What is already there (blocking, one trip): the manifest's entry if its file still
+        stands, a whole file at the path (adopted), or None once ``job``'s temporary file is open."""
+        if entry is not None and self._still_there(entry):
+            return entry
+        existing = self._adopt_existing(fax, path, relative)
+        if existing is None:
+            job.open_now()
+        return existing
 
     def _still_there(self, entry: ManifestEntry) -> bool:
         try:

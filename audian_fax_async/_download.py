@@ -73,8 +73,12 @@ class _FileSink:
         self._hasher = hashlib.sha256()
 
     async def open(self, *, overwrite: bool) -> None:
+        await anyio.to_thread.run_sync(self.open_now, overwrite)
+
+    def open_now(self, overwrite: bool) -> None:
+        """Create the temporary file (blocking: from a worker thread)."""
         try:
-            self._file = await anyio.to_thread.run_sync(self._open, overwrite)
+            self._file = self._open(overwrite)
         except FileExistsError:
             raise DestinationError(f"{self.final} already exists (pass overwrite=True to replace it)") from None
         except OSError as exc:
@@ -296,10 +300,16 @@ class FileDownload:
         self.state = Progress()
         self.sink = _FileSink(final)
 
-    async def run(self) -> DownloadResult:
-        """Open the temporary file, download (with retries), commit; the temporary file is removed
-        on any failure, cancellation included. The commit itself is not cancellable."""
-        await self.sink.open(overwrite=self.overwrite)
+    def open_now(self) -> None:
+        """Create the temporary file here and now (blocking), so that :meth:`run` need not."""
+        self.sink.open_now(self.overwrite)
+
+    async def run(self, *, opened: bool = False) -> DownloadResult:
+        """Open the temporary file (unless ``opened``), download (with retries), commit; the
+        temporary file is removed on any failure, cancellation included. The commit itself is not
+        cancellable."""
+        if not opened:
+            await self.sink.open(overwrite=self.overwrite)
         deadline = self.client.download_deadline
         try:
             with anyio.move_on_after(deadline if deadline is not None else math.inf) as scope:

@@ -113,7 +113,7 @@ class _Slots:
                 self.waiters.append(waiter)
         if free:
             try:
-                await anyio.lowlevel.checkpoint()
+                await anyio.lowlevel.checkpoint_if_cancelled()  # a cancelled task does not start
             except BaseException:
                 self.release()
                 raise

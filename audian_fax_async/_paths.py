@@ -8,7 +8,9 @@ of characters, and a layout from ``path_template`` is checked to stay inside the
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
+import random
 import re
 import string
 from datetime import datetime
@@ -63,9 +65,14 @@ def safe_filename(fax_id: str, fmt: str | None = "pdf") -> str:
     return f"{safe_component(fax_id)}.{_extension(fmt)}"
 
 
+_serial = itertools.count(random.SystemRandom().getrandbits(28))
+
+
 def partial_name(final: Path) -> Path:
     """A temporary sibling of ``final`` that names the writing process (for the crash sweep)."""
-    return final.with_name(f".{final.name}.audian-{os.getpid()}-{os.urandom(4).hex()}{PARTIAL_SUFFIX}")
+    # The PID lets the sweep tell a dead writer's file from a live one's; the counter (with a random
+    # start per process) keeps names apart within it. O_EXCL refuses a name that exists anyway.
+    return final.with_name(f".{final.name}.audian-{os.getpid()}-{next(_serial):08x}{PARTIAL_SUFFIX}")
 
 
 def _pid_alive(pid: int) -> bool:
