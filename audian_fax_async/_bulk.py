@@ -5,8 +5,8 @@ memory stream; one worker per download slot takes them. A worker prepares a fax 
 opens its temporary file) in one trip to a worker thread, downloads it holding a slot only while
 bytes flow, and commits it (fsync, rename, manifest line) in another trip. Memory and open files
 stay bounded by the concurrency, not by the size of the archive. Every fax ends as exactly one
-:class:`DownloadOutcome`: downloaded, skipped or failed with its error. The manifest (``_manifest``) makes a rerun skip what is complete,
-also after the process was killed.
+:class:`DownloadOutcome`: downloaded, skipped or failed with its error. The manifest
+(``_manifest``) makes a rerun skip what is complete, also after the process was killed.
 """
 
 from __future__ import annotations
