@@ -1,10 +1,12 @@
 """``received.download_all``: the bulk archive engine.
 
 One task walks the listing (drift-proof, see ``_pagination``) and queues each new fax in a bounded
-memory stream; one worker per download slot takes them. A worker prepares a fax (checks the folder,
+memory stream; two workers per download slot take them. A worker prepares a fax (checks the folder,
 opens its temporary file) in one trip to a worker thread, downloads it holding a slot only while
-bytes flow, and commits it (fsync, rename, manifest line) in another trip. Memory and open files
-stay bounded by the concurrency, not by the size of the archive. Every fax ends as exactly one
+bytes flow, and commits it (fsync, rename, manifest line) in another trip. A trip waits for the GIL
+behind the event loop (milliseconds under load), so while one worker of a pair is on the disk the
+other can use the slot. Memory and open files stay bounded by the concurrency, not by the size of
+the archive. Every fax ends as exactly one
 :class:`DownloadOutcome`: downloaded, skipped or failed with its error. The manifest
 (``_manifest``) makes a rerun skip what is complete, also after the process was killed.
 """
@@ -139,6 +141,8 @@ class BulkDownload:
         # taken for each other, e.g. the second "adopting" the first one's file of the same size.
         self._claims: dict[str, str] = {}
         self._listing_error: BaseException | None = None
+        # Below the client's own cap, the run's own cap on downloads in flight (workers are twice as many).
+        self._slots: anyio.CapacityLimiter | None = None
         self._tg: TaskGroup | None = None
         self._outcomes: MemoryObjectSendStream[DownloadOutcome] | None = None
         self._receive: MemoryObjectReceiveStream[DownloadOutcome] | None = None
@@ -223,12 +227,14 @@ class BulkDownload:
 
     async def _engine(self, outcomes: MemoryObjectSendStream[DownloadOutcome]) -> None:
         send, receive = anyio.create_memory_object_stream[ReceivedFax](self._concurrency)
+        if self._concurrency < self._client.max_concurrent_downloads:
+            self._slots = anyio.CapacityLimiter(self._concurrency)
         try:
             async with outcomes, anyio.create_task_group() as tg:
                 self._outcomes = outcomes
                 tg.start_soon(self._list, send)
                 async with receive:
-                    for _ in range(self._concurrency):
+                    for _ in range(2 * self._concurrency):
                         tg.start_soon(self._worker, receive.clone())
         finally:
             self.manifest.close()
@@ -289,6 +295,7 @@ class BulkDownload:
                 on_bytes=self._count_bytes,
                 on_retry=self._count_retry,
                 on_commit=lambda done: self.manifest.write(self._entry(fax.id, relative, done)),
+                limiter=self._slots,
             )
             kept = await anyio.to_thread.run_sync(self._prepare_fax, fax, relative, path, entry, job)
             if kept is not None:

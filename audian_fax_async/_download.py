@@ -289,8 +289,10 @@ class FileDownload:
         on_retry: Callable[[BaseException], None] | None = None,
         max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES,
         on_commit: Callable[[DownloadResult], None] | None = None,
+        limiter: anyio.CapacityLimiter | None = None,
     ) -> None:
         self.client, self.fax_id, self.final, self.fax = client, fax_id, final, fax
+        self.limiter = limiter
         self.overwrite, self.on_bytes, self.on_retry = overwrite, on_bytes, on_retry
         self.max_document_bytes, self.on_commit = max_document_bytes, on_commit
         self.options: CallOptions = options or {}
@@ -332,8 +334,13 @@ class FileDownload:
             raise
 
     async def attempt(self) -> None:
-        """One attempt, holding a download slot: the whole body into the temporary file."""
-        async with self.client.download_slot():
+        """One attempt, holding a download slot (and a token of ``limiter``, if given): the whole
+        body into the temporary file."""
+        if self.limiter is None:
+            async with self.client.download_slot():
+                await self.fetch()
+            return
+        async with self.limiter, self.client.download_slot():
             await self.fetch()
 
     def _forget(self) -> None:
