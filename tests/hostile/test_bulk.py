@@ -75,8 +75,9 @@ async def test_open_files_stay_bounded_when_every_fax_answers_503_once(
     assert kinds == [OutcomeKind.DOWNLOADED] * FAXES
     assert retries == FAXES
     assert len(inbox.downloads.requests) == 2 * FAXES
-    assert peak["parts"] <= CONCURRENCY, f"{peak['parts']} temporary files open at once"
-    assert peak["fds"] - baseline <= CONCURRENCY + SLACK, f"{peak['fds'] - baseline} more descriptors at the peak"
+    # Two workers per slot: at most twice the concurrency in progress, however many faxes fail.
+    assert peak["parts"] <= 2 * CONCURRENCY, f"{peak['parts']} temporary files open at once"
+    assert peak["fds"] - baseline <= 2 * CONCURRENCY + SLACK, f"{peak['fds'] - baseline} more descriptors at the peak"
     assert partial_files(tmp_path) == []
     for fax in faxes[:: FAXES // 10]:
         assert (tmp_path / f"{fax.id}.pdf").read_bytes() == fax.document
