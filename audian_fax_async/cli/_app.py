@@ -7,11 +7,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import anyio
 import click
 from click.core import ParameterSource
 from rich.console import Console
 from rich.table import Column, Table
+from rich.text import Text
 
 from .._config import API_KEY_ENV, BASE_URL_ENV, DEFAULT_MAX_RETRIES
 from .._converter import format_datetime, unstructure
@@ -23,7 +23,6 @@ from ._common import (
     emit_json,
     fail,
     pass_settings,
-    plain,
     run_async,
     stdout_is_terminal,
     visible,
@@ -52,7 +51,7 @@ STATUSES = click.Choice([s.value for s in FaxStatus])
     "-v",
     "--verbose",
     count=True,
-    help="Log to stderr: retries and warnings (-v); also every HTTP request and debug details (-vv).",
+    help="Log to stderr: retries and warnings (-v); also one line per HTTP request (-vv).",
 )
 @click.version_option(package_name="audian-fax-async")
 @click.pass_context
@@ -80,17 +79,16 @@ _HANDLER.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
 
 
 def _log_to_stderr(verbose: int) -> None:
-    """``-v``: the SDK's retries and warnings; ``-vv``: also its debug lines and httpx2's line per request."""
-    loggers = {"audian_fax_async": logging.INFO if verbose == 1 else logging.DEBUG, "httpx2": logging.INFO}
-    for name, level in loggers.items():
-        logger = logging.getLogger(name)
-        wanted = verbose >= (1 if name == "audian_fax_async" else 2)
-        if wanted:
-            logger.setLevel(level)
-            if _HANDLER not in logger.handlers:
-                logger.addHandler(_HANDLER)
-        elif _HANDLER in logger.handlers:
-            logger.removeHandler(_HANDLER)
+    """``-v``: the SDK's retries and warnings; ``-vv``: also its line per request (method, path, status,
+    time, request id, attempt)."""
+    logger = logging.getLogger("audian_fax_async")
+    if verbose:
+        logger.setLevel(logging.INFO if verbose == 1 else logging.DEBUG)
+        if _HANDLER not in logger.handlers:
+            logger.addHandler(_HANDLER)
+    elif _HANDLER in logger.handlers:  # an earlier run in this process (a test runner's)
+        logger.removeHandler(_HANDLER)
+        logger.setLevel(logging.NOTSET)
 
 
 #: The columns of ``list``, in the order of its tab-separated lines.
@@ -109,17 +107,35 @@ def _fax_row(fax: ReceivedFax) -> tuple[str, ...]:
     )
 
 
-def _fax_table(faxes: list[ReceivedFax]) -> Table:
-    """The faxes as a table for a terminal: ids are never cut (the one field people copy)."""
-    widest_id = max((len(visible(fax.id)) for fax in faxes), default=2)
-    columns = [Column("id", no_wrap=True, min_width=widest_id), Column("received_at", no_wrap=True)]
-    columns += [Column(name) for name in LIST_COLUMNS[2:]]
-    table = Table(*columns, show_edge=False, header_style="bold")
-    for fax in faxes:
-        row = _fax_row(fax)
-        size = f"{fax.file_size:,}" if fax.file_size is not None else ""
-        table.add_row(*(plain(cell) for cell in row[:5]), size, plain(row[6]))
-    return table
+#: The columns a narrow terminal leaves out of the table first (the id never is).
+_DROPPED_FIRST = ("name", "size", "pages", "received_at", "from")
+
+
+def _table_cells(fax: ReceivedFax) -> dict[str, str]:
+    size = f"{fax.file_size:,}" if fax.file_size is not None else ""
+    received = fax.received_at.strftime("%Y-%m-%d %H:%M:%SZ")
+    row = _fax_row(fax)
+    cells = dict(zip(LIST_COLUMNS, (row[0], received, *row[2:5], size, row[6]), strict=True))
+    return {name: visible(cell) for name, cell in cells.items()}
+
+
+def _fax_table(faxes: list[ReceivedFax], width: int) -> tuple[Table, list[str]]:
+    """The faxes as a table for a terminal ``width`` columns wide, and the columns left out.
+
+    No cell is ever cut (ids are what people copy): columns that do not fit are left out, the
+    least needed first.
+    """
+    rows = [_table_cells(fax) for fax in faxes]
+    widest = {name: max([len(name), *(len(row[name]) for row in rows)]) for name in LIST_COLUMNS}
+    shown = list(LIST_COLUMNS)
+    for name in _DROPPED_FIRST:
+        if sum(widest[n] for n in shown) + 3 * len(shown) - 1 <= width:
+            break
+        shown.remove(name)
+    table = Table(*(Column(name, no_wrap=True) for name in shown), show_edge=False, header_style="bold")
+    for row in rows:
+        table.add_row(*(Text(row[name]) for name in shown))
+    return table, [name for name in LIST_COLUMNS if name not in shown]
 
 
 @cli.command("list")
@@ -177,8 +193,10 @@ async def _list(settings: Settings, page: tuple[int, int] | None, filters: dict[
             emit_json(fax)
     elif stdout_is_terminal():
         console = Console()
-        console.print(_fax_table(faxes))
-        console.print(f"[dim]{len(faxes)} shown of {total}[/dim]")
+        table, left_out = _fax_table(faxes, console.width)
+        console.print(table)
+        note = f" ({', '.join(left_out)} left out: too narrow; --json has every field)" if left_out else ""
+        console.print(f"[dim]{len(faxes)} shown of {total}{note}[/dim]")
     else:
         for fax in faxes:
             click.echo("\t".join(visible(cell) for cell in _fax_row(fax)))
@@ -255,8 +273,7 @@ async def download_all_command(
     Exits with status 1 when any fax failed.
     """
     console = Console(stderr=True)
-    existed = await anyio.to_thread.run_sync(dest.exists)
-    async with settings.client() as client, remove_if_left_empty(dest, existed):
+    async with settings.client() as client, remove_if_left_empty(dest):
         summary = await run_bulk(
             lambda on_progress: client.received.download_all(
                 dest,

@@ -95,7 +95,13 @@ def _verify(admin: AdminClient, outcomes: list[DownloadOutcome], console: Consol
 
 
 @click.command("demo")
-@click.option("--dest", type=click.Path(path_type=Path), default=Path("demo-faxes"), show_default=True)
+@click.option(
+    "--dest",
+    type=click.Path(path_type=Path),
+    default=Path("demo-faxes"),
+    show_default=True,
+    help="Folder the faxes are downloaded into (an earlier demo run's files there are removed first, unless --keep).",
+)
 @click.option("--faxes", default=300, show_default=True, type=click.IntRange(1, 100_000))
 @click.option("--seed", default=7, show_default=True, type=int)
 @click.option(
@@ -120,7 +126,8 @@ def _verify(admin: AdminClient, outcomes: list[DownloadOutcome], console: Consol
 async def demo_command(
     dest: Path, faxes: int, seed: int, profile: str, latency: float, bandwidth: int, max_retries: int, keep: bool
 ) -> None:
-    """Start the emulator on loopback with faults, bulk-download every fax into DEST, verify each file.
+    """Start the emulator on loopback with faults, bulk-download every fax into the --dest folder,
+    verify each file.
 
     Needs the 'emulator' and 'cli' extras.
     """
@@ -129,7 +136,10 @@ async def demo_command(
     except ImportError:
         fail("the demo needs the 'emulator' extra: pip install 'audian-fax-async[emulator,cli]'")
     console = Console(stderr=False)
-    await anyio.to_thread.run_sync(lambda: dest.mkdir(parents=True, exist_ok=True))
+    try:
+        await anyio.to_thread.run_sync(lambda: dest.mkdir(parents=True, exist_ok=True))
+    except OSError as exc:
+        fail(f"cannot create the folder {dest}: {exc.strerror or exc}")
     if not keep:
         removed = await anyio.to_thread.run_sync(_clear_previous, dest)
         if removed:

@@ -73,7 +73,7 @@ class Snapshot:
 
     def line(self) -> str:
         """The progress as one plain line, for output that is not a terminal."""
-        percent = f" ({100 * self.finished / self.total:.0f}%)" if self.total else ""
+        percent = f" ({100 * self.finished // self.total}%)" if self.total else ""  # 100% only when done
         extra = f", {self.extra}" if self.extra else ""
         return f"downloading: {self.faxes}{percent}, {_megabytes(self.bytes)} at {self.speed}, {self.remaining}{extra}"
 
@@ -184,15 +184,35 @@ def _on_disk(dest: Path, fax_id: str) -> Path | None:
         return None
 
 
+def missing_folders(dest: Path) -> list[Path]:
+    """The folders of ``dest`` that do not exist yet, deepest first (blocking)."""
+    missing: list[Path] = []
+    folder = dest.absolute()
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:  # deepest first: each is empty once the one inside it is gone
+        try:
+            folder.rmdir()
+        except OSError:
+            return  # not empty (or not ours any more): keep it and its parents
+
+
 @contextlib.asynccontextmanager
-async def remove_if_left_empty(dest: Path, existed: bool) -> AsyncIterator[None]:
-    """Remove ``dest`` if this run created it and fails with nothing in it (a listing refused, say)."""
+async def remove_if_left_empty(dest: Path) -> AsyncIterator[None]:
+    """Remove the folders of ``dest`` this run creates if it fails leaving them empty (a listing
+    refused, say)."""
+    created = await anyio.to_thread.run_sync(missing_folders, dest)
     try:
         yield
     except BaseException:
-        if not existed:
-            with anyio.CancelScope(shield=True), contextlib.suppress(OSError):
-                await anyio.to_thread.run_sync(dest.rmdir)  # fails, as it should, unless empty
+        if created:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(_remove_empty, created)
         raise
 
 

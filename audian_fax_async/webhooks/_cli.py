@@ -10,7 +10,7 @@ import ipaddress
 import json
 import socket
 import sys
-from collections.abc import Collection
+from collections.abc import Callable, Collection, MutableMapping
 from contextlib import AsyncExitStack
 from typing import IO, Any
 
@@ -24,7 +24,7 @@ from .._models import WebhookEvent
 from ._parse import PAYLOAD_FIELDS
 from ._receiver import DEFAULT_MAX_BODY_BYTES, ConfirmedEvent, WebhookReceiver
 
-__all__ = ["build_listener", "event_line", "listen_command"]
+__all__ = ["build_listener", "event_line", "listen_command", "note_refusals"]
 
 
 def event_line(item: WebhookEvent | ConfirmedEvent) -> str:
@@ -90,6 +90,52 @@ def build_listener(
     return WebhookReceiver(on_event, allow_senders=allow_senders, max_body_bytes=max_body_bytes)
 
 
+#: Outcomes that are the point of ``listen`` (the event's line is on stdout); any other is noted on stderr.
+_PRINTED = frozenset({"handled", "accepted"})
+_MAX_NOTED_BODY = 4096
+
+
+def note_refusals(app: Any, note: Callable[[str], None]) -> Any:
+    """``app`` (the receiver) as an ASGI app that calls ``note`` with one line for each post it did
+    not take in: refused, invalid, duplicate, too large..., with the sender, the status and the reason."""
+
+    async def noted(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        status = 0
+        body = bytearray()
+
+        async def capture(message: MutableMapping[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            elif message["type"] == "http.response.body" and len(body) < _MAX_NOTED_BODY:
+                body.extend(message.get("body", b"")[:_MAX_NOTED_BODY])
+            await send(message)
+
+        await app(scope, receive, capture)
+        try:
+            answer = json.loads(body)
+        except ValueError:
+            answer = {}
+        outcome = str(answer.get("outcome", "")) if isinstance(answer, dict) else ""
+        if status == 0 or outcome in _PRINTED:
+            return  # the sender went away before an answer, or the event was printed
+        reason = str(answer.get("reason", "")) if isinstance(answer, dict) else ""
+        client = scope.get("client")
+        sender = f" from {client[0]}:{client[1]}" if client else ""
+        line = f"{outcome or 'answered'}: {scope.get('method', '')} {scope.get('path', '')}{sender} answered {status}"
+        note(visible(line + (f" ({reason})" if reason else "")))
+
+    return noted
+
+
+def visible(text: str) -> str:
+    """``text`` with control characters shown as escapes: what a poster sent must not drive the terminal."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -139,7 +185,8 @@ async def _serve(
             "- one JSON line per event on stdout; Ctrl-C to stop",
             err=True,
         )
-        config = uvicorn.Config(receiver, log_config=None, access_log=False, lifespan="off")
+        app = note_refusals(receiver, lambda line: click.echo(line, err=True))
+        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
         await uvicorn.Server(config).serve(sockets=[sock])
 
 

@@ -59,10 +59,10 @@ def test_download_and_download_all_json_with_exit_status(
     code, out, err = run("--max-retries", "0", "download-all", str(tmp_path / "all"), "--json")
     lines = [json.loads(line) for line in out.splitlines()]
     assert code == 1 and "1 of" in err and "failed" in err
-    assert sorted({line["outcome"] for line in lines}) == ["downloaded", "failed"]
+    assert sorted({line["kind"] for line in lines}) == ["downloaded", "failed"]
     code, out, err = run("download-all", str(tmp_path / "all"), "--json")
     assert code == 0
-    outcomes = [json.loads(line)["outcome"] for line in out.splitlines()]
+    outcomes = [json.loads(line)["kind"] for line in out.splitlines()]
     assert outcomes.count("downloaded") == 1 and "failed" not in outcomes
 
 
@@ -82,7 +82,7 @@ def test_download_all_on_the_aiohttp_transport(
     code, out, _ = run("--transport", "aiohttp", "download-all", str(tmp_path), "--json")
     assert code == 0 and made  # the run went through AiohttpTransport
     rows = [json.loads(line) for line in out.splitlines()]
-    assert rows and {row["outcome"] for row in rows} == {"downloaded"}
+    assert rows and {row["kind"] for row in rows} == {"downloaded"}
     for row in rows:
         assert audian_admin.document_sha256(audian_api_key, row["id"]) == row["sha256"]
 

@@ -174,8 +174,8 @@ async def test_an_account_holds_at_most_100_numbers_and_the_excess_request_is_re
 
 
 @pytest.mark.parametrize(
-    "payload", [{"area_code": "20", "quantity": 1}, {"area_code": "202", "quantity": 0}, {"area_code": 202}]
-)
+    "payload", [{"area_code": "2O2", "quantity": 1}, {"area_code": "202", "quantity": 0}, {"area_code": 202}]
+)  # an area code is any string of digits (as the SDK checks it): "2O2" has a letter O
 async def test_invalid_number_request_is_422(api: httpx2.AsyncClient, payload: dict[str, Any]) -> None:
     response = await api.post("/fax/numbers", json=payload)
     assert response.status_code == 422
