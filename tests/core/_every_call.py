@@ -3,8 +3,9 @@
 :class:`Endpoints` answers each endpoint like the API (a fax, a page of one fax, its document, a
 webhook, a rule, numbers) and can make each one fail its next ``n`` requests: a 503 where a retry
 is allowed after the request was sent, a refused connection for the calls that create something
-(they are retried only when the request never left). :data:`CALLS` names each method with the
-endpoints one call of it reaches.
+(they are retried only when the request never left). Every answer carries ``X-Request-Id: req_N``,
+N counting the answers from 1. :data:`CALLS` names each method with the endpoints one call of it
+reaches.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class Endpoints:
         self.router = router
         self._failures: dict[str, int] = {}
         self._routes: dict[str, respx.Route] = {}
+        self.answered = 0
         document = {"Content-Length": str(len(PDF)), "Content-Type": "application/pdf"}
         processed = {**FAX, "status": "processed", "processed": True}
         archived = {**FAX, "status": "archived", "processed": True}
@@ -92,8 +94,12 @@ class Endpoints:
                 self._failures[name] -= 1
                 if not retried_after_sending:
                     raise httpx2.ConnectError("connection refused")
-                return httpx.Response(503, json={"error": {"code": "service_unavailable", "message": "busy"}})
-            return answer()
+                response = httpx.Response(503, json={"error": {"code": "service_unavailable", "message": "busy"}})
+            else:
+                response = answer()
+            self.answered += 1
+            response.headers["X-Request-Id"] = f"req_{self.answered}"
+            return response
 
         return respond
 
