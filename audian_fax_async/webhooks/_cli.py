@@ -136,6 +136,14 @@ def visible(text: str) -> str:
     return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
+def _is_http_url(url: str) -> bool:
+    try:
+        parsed = httpx2.URL(url)
+    except (httpx2.InvalidURL, TypeError):
+        return False
+    return parsed.scheme in ("http", "https") and bool(parsed.host)
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -219,6 +227,8 @@ def listen_command(
     """
     if confirm and not api_key:
         raise click.UsageError("--confirm needs --api-key or AUDIAN_API_KEY")
+    if forward_to is not None and not _is_http_url(forward_to):
+        raise click.BadParameter(f"{forward_to!r} is not an http:// or https:// URL", param_hint="'--forward-to'")
     if not _is_loopback(host):
         click.echo(f"warning: {host} is not loopback: anyone who reaches this port can post events", err=True)
     try:

@@ -126,11 +126,14 @@ def test_errors_of_every_kind_are_one_line(run: Runner, busy_port: int, tmp_path
         (("listen", "--confirm"), {"key": None}, 2, "--confirm needs --api-key"),
         (("demo", "--faults", "bogus"), {}, 2, "'bogus' is not one of 'chaos', 'flaky', 'none'"),
         (("webhooks", "create", "--url", "nope"), {}, 1, "InvalidRequestError"),
+        (("download-all", str(tmp_path), "--template", "{nope}"), {}, 2, "invalid path_template '{nope}'"),
+        (("listen", "--forward-to", "nope"), {}, 2, "'nope' is not an http:// or https:// URL"),
     ]
     for args, options, status, says in cases:
         code, _, err = run(*args, **options)
         assert code == status, (args, code, err)
         assert says in one_line(err), (args, err)
+    assert list(tmp_path.iterdir()) == []  # the bad template was refused before anything was made
 
 
 def test_unreachable_api_says_it_retried_and_how_long(run: Runner) -> None:
@@ -152,7 +155,10 @@ def test_an_unexpected_error_is_one_line_too(run: Runner, monkeypatch: pytest.Mo
     assert "unexpected UnicodeEncodeError" in one_line(err) and "please report it" in err
 
 
-def test_a_closed_pipe_ends_the_command_quietly(audian_emulator: Emulator, audian_api_key: str) -> None:
+def test_a_closed_pipe_ends_the_command_quietly(
+    audian_emulator: Emulator, audian_admin: AdminClient, audian_api_key: str
+) -> None:
+    audian_admin.inject(audian_api_key, count=2000)  # ~200 KB of lines: more than a pipe holds
     env = {"AUDIAN_BASE_URL": audian_emulator.base_url, "AUDIAN_API_KEY": audian_api_key, "PATH": ""}
     with subprocess.Popen(
         [sys.executable, "-m", "audian_fax_async.cli", "list", "--all"],
