@@ -32,7 +32,8 @@ from ._exceptions import AudianError, DestinationError, InvalidRequestError
 from ._manifest import MANIFEST_NAME, Manifest, ManifestEntry
 from ._models import DownloadOutcome, DownloadResult, FaxStatus, OutcomeKind, ReceivedFax
 from ._options import CallOptions
-from ._paths import cleanup_partial_files, is_inside, render_template, safe_filename
+from ._paths import check_template, cleanup_partial_files, is_inside, render_template, safe_filename
+from ._retry import retry_listener
 
 if TYPE_CHECKING:
     from ._client import FaxClient
@@ -117,8 +118,8 @@ class BulkDownload:
     ) -> None:
         if after not in (None, "processed", "archived"):
             raise InvalidRequestError(f"after must be None, 'processed' or 'archived'; got {after!r}")
-        if path_template is not None and not isinstance(path_template, str):
-            raise InvalidRequestError("path_template must be a string")
+        if path_template is not None:
+            check_template(path_template)
         if concurrency is not None and (isinstance(concurrency, bool) or not isinstance(concurrency, int)):
             raise InvalidRequestError(f"concurrency must be an integer, got {concurrency!r}")
         self._client = client
@@ -227,6 +228,7 @@ class BulkDownload:
 
     async def _engine(self, outcomes: MemoryObjectSendStream[DownloadOutcome]) -> None:
         send, receive = anyio.create_memory_object_stream[ReceivedFax](self._concurrency)
+        retry_listener.set(self._count_retry)  # listing pages and markings count their retries too
         if self._concurrency < self._client.max_concurrent_downloads:
             self._slots = anyio.CapacityLimiter(self._concurrency)
         try:
@@ -311,7 +313,15 @@ class BulkDownload:
             return DownloadOutcome(fax=fax, kind=OutcomeKind.FAILED, path=None, error=exc)
 
     async def _finished(self, fax: ReceivedFax, kind: OutcomeKind, path: Path, entry: ManifestEntry) -> DownloadOutcome:
-        marked = await self._mark(fax, entry)
+        try:
+            marked = await self._mark(fax, entry)
+        except AudianError as exc:
+            # The file is whole and recorded; only the marking failed (a rerun marks it): the outcome
+            # says where the file is.
+            logger.warning("fax %s is in %s but could not be marked %s: %s", fax.id, path, self._after, exc)
+            return DownloadOutcome(
+                fax=fax, kind=OutcomeKind.FAILED, path=path, bytes=entry.bytes, sha256=entry.sha256, error=exc
+            )
         return DownloadOutcome(fax=fax, kind=kind, path=path, bytes=entry.bytes, sha256=entry.sha256, marked=marked)
 
     @staticmethod

@@ -506,7 +506,7 @@ class FaxClient:
             message += f": {detail}"
         if status == 401:
             message += " (check the API key: api_key= or the AUDIAN_API_KEY environment variable)"
-        elif status == 404 and api_message is None and "/v2/" not in self.base_url.path:
+        elif status == 404 and code != "fax_not_found" and "/v2/" not in self.base_url.path:
             message += f" (is the base URL right? the API's paths are under /v2, e.g. {DEFAULT_BASE_URL})"
         kwargs: dict[str, Any] = {
             "status_code": status,

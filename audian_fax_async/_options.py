@@ -7,6 +7,8 @@ from typing import Any, Final, TypedDict
 
 import httpx2
 
+from ._exceptions import ConfigurationError
+
 __all__ = ["NOT_GIVEN", "CallOptions", "NotGiven", "TimeoutTypes", "as_timeout", "request_options"]
 
 TimeoutTypes = float | httpx2.Timeout | None
@@ -52,8 +54,13 @@ class CallOptions(TypedDict, total=False):
 
 
 def as_timeout(value: TimeoutTypes) -> httpx2.Timeout:
-    """``value`` as an ``httpx2.Timeout`` (a number applies to every phase; None: no timeout)."""
-    return value if isinstance(value, httpx2.Timeout) else httpx2.Timeout(value)
+    """``value`` as an ``httpx2.Timeout`` (a number applies to every phase; None: no timeout);
+    anything else, or a negative number, is a :class:`~audian_fax_async.ConfigurationError`."""
+    if isinstance(value, httpx2.Timeout):
+        return value
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0):
+        raise ConfigurationError(f"timeout must be seconds >= 0, an httpx2.Timeout or None; got {value!r}")
+    return httpx2.Timeout(value)
 
 
 def request_options(options: CallOptions) -> dict[str, Any]:

@@ -13,15 +13,16 @@ import os
 import random
 import re
 import string
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ._exceptions import DestinationError
+from ._exceptions import DestinationError, InvalidRequestError
 from ._models import ReceivedFax
 
 __all__ = [
     "PARTIAL_SUFFIX",
+    "check_template",
     "cleanup_partial_files",
     "is_inside",
     "partial_name",
@@ -136,6 +137,25 @@ def template_fields(fax: ReceivedFax) -> dict[str, Any]:
         "pages": fax.pages,
         "file_size": fax.file_size or 0,
     }
+
+
+def check_template(template: object) -> None:
+    """Refuse a ``path_template`` that cannot lay out a fax (an unknown field, a bad format), before
+    anything is listed, with :class:`~audian_fax_async.InvalidRequestError`."""
+    if not isinstance(template, str) or not template.strip():
+        raise InvalidRequestError(f"path_template must be a non-empty string, got {template!r}")
+    sample = ReceivedFax(
+        id="fax_sample",
+        from_number="+10000000000",
+        to_number="+10000000000",
+        pages=1,
+        received_at=datetime(2024, 1, 1, tzinfo=UTC),
+        status="received",
+    )
+    try:
+        render_template(template, sample)
+    except (DestinationError, KeyError, IndexError, ValueError, AttributeError) as exc:
+        raise InvalidRequestError(f"invalid path_template {template!r}: {exc}") from None
 
 
 def render_template(template: str, fax: ReceivedFax) -> Path:

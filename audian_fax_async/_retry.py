@@ -32,11 +32,17 @@ __all__ = [
     "parse_retry_after",
     "retry_after_from",
     "retry_after_of",
+    "retry_listener",
     "retrying",
     "should_retry",
 ]
 
 logger = logging.getLogger("audian_fax_async")
+#: Told of every retry of the calls made in this context that have no ``on_retry`` of their own (a
+#: bulk run counts the retries of its listing and markings with it).
+retry_listener: contextvars.ContextVar[Callable[[BaseException], None] | None] = contextvars.ContextVar(
+    "audian_retry_listener", default=None
+)
 #: The attempt number of the call running in this context (1 for the first), for its log lines.
 current_attempt: contextvars.ContextVar[int] = contextvars.ContextVar("audian_attempt", default=1)
 T = TypeVar("T")
@@ -234,6 +240,7 @@ async def call_with_retries(
 ) -> T:
     """``await call()``, retried as :func:`retrying` decides; the last error is raised as itself."""
     attempts, started = 0, anyio.current_time()
+    on_retry = on_retry or retry_listener.get()
     try:
         async for attempt in retrying(policy, idempotent=idempotent, operation=operation, on_retry=on_retry):
             with attempt:

@@ -15,6 +15,13 @@ every process and host that uses one Redis.
 Guarantees and their limits are in ``docs/redis.md``. Needs asyncio (redis-py's asyncio client).
 """
 
+try:
+    import redis.asyncio  # noqa: F401 - only whether the extra is installed
+except ImportError:
+    raise ImportError(
+        "the Redis limiter and store need redis: pip install 'audian-fax-async[redis]'", name="redis"
+    ) from None
+
 from ._redis._limiter import OnUnavailable, RedisLimiter, RedisLimiterOptions
 from ._redis._store import RedisIdempotencyStore
 

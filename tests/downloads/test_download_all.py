@@ -19,7 +19,7 @@ import anyio
 import httpx2
 import pytest
 
-from audian_fax_async import BulkProgress, FaxClient, FaxStatus, OutcomeKind
+from audian_fax_async import BulkProgress, FaxClient, FaxStatus, InvalidRequestError, OutcomeKind
 from audian_fax_async._manifest import MANIFEST_NAME
 from audian_fax_async.emulator import AdminClient, Emulator
 
@@ -274,7 +274,17 @@ async def test_path_template_lays_files_out_by_date_inside_the_folder(
     assert_folder_intact(audian_admin, audian_api_key, tmp_path)
 
 
-@pytest.mark.parametrize("template", ["../{id}.pdf", "/etc/{id}", "{id.__class__}", "{received_at:%Y}/../../x"])
+@pytest.mark.parametrize("template", ["{id.__class__}", "{nope}", "{received_at:%Q%"])
+async def test_a_template_that_cannot_lay_out_a_fax_is_refused_before_anything_is_listed(
+    client: FaxClient, tmp_path: Path, template: str
+) -> None:
+    dest = tmp_path / "dest"
+    with pytest.raises(InvalidRequestError, match="path_template"):
+        client.received.download_all(dest, path_template=template)
+    assert not dest.exists()
+
+
+@pytest.mark.parametrize("template", ["../{id}.pdf", "/etc/{id}", "{received_at:%Y}/../../x"])
 async def test_hostile_templates_stay_inside_or_fail_per_fax(client: FaxClient, tmp_path: Path, template: str) -> None:
     dest = tmp_path / "dest"
     result = await run_all(client, dest, path_template=template)
