@@ -294,23 +294,33 @@ def test_after_kill_9_the_next_run_sweeps_skips_and_finishes(
 ) -> None:
     """A real SIGKILL in the middle of a document: the next run removes the dead process's temporary
     file, skips what the manifest records and downloads the rest; every file is its document."""
-    first, second, third = inbox.add(3)  # listed newest first: third, second, first
+    faxes = inbox.add(3)
+    served: list[str] = []  # the documents asked for, in order: the first is answered, the next stall
+    lock = threading.Lock()
     reached = threading.Event()
+    child_running = threading.Event()
+    child_running.set()
 
-    def stall(_: Request, fax: Fax) -> Reply:
-        reached.set()  # the child has opened this document's temporary file by now
+    def first_whole_then_stall(_: Request, fax: Fax) -> Reply:
+        with lock:
+            served.append(fax.id)
+            whole = len(served) == 1 or not child_running.is_set()
+        if whole:  # the first document of the killed run, and every one of the rerun
+            return document_reply(fax.document, etag=fax.etag)
+        reached.set()  # the child has this document's temporary file open by now
         return document_reply(fax.document, etag=fax.etag, stall_after=1000)
 
-    inbox.script(second.id, stall)
+    for fax in faxes:
+        inbox.script(fax.id, first_whole_then_stall)
     child = subprocess.Popen(
         [sys.executable, "-c", _KILLED_RUN, api_key, server.base_url, str(tmp_path)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
-        assert reached.wait(BOUND), "the child never reached the second document"
-        # The slot passed to the second document before the first one's commit ended (it commits in
-        # a worker thread): kill once its manifest line is there, with the second still stalled.
+        assert reached.wait(BOUND), "the child never reached a second document"
+        # The slot passes to the next document as soon as the first one's bytes are in; the first is
+        # committed meanwhile in a worker thread: kill once its manifest line is there.
         deadline = time.monotonic() + BOUND
         while not (tmp_path / ".audian-manifest.jsonl").exists() or not manifest_lines(tmp_path):
             assert time.monotonic() < deadline, "the first document was never committed"
@@ -318,12 +328,14 @@ def test_after_kill_9_the_next_run_sweeps_skips_and_finishes(
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait(BOUND)
+        child_running.clear()
+    done_id, stalled_id = served[0], served[1]
     left = partial_files(tmp_path)
     # The stalled document's temporary file, and perhaps the next one's (two workers per slot).
-    assert any(p.name.startswith(f".{second.id}.pdf.audian-{child.pid}-") for p in left)
+    assert any(p.name.startswith(f".{stalled_id}.pdf.audian-{child.pid}-") for p in left)
     assert all(f".pdf.audian-{child.pid}-" in p.name for p in left)
     assert 1 <= len(left) <= 2
-    assert [e["id"] for e in manifest_lines(tmp_path)] == [third.id]
+    assert [e["id"] for e in manifest_lines(tmp_path)] == [done_id]
 
     async def rerun() -> dict[str, DownloadOutcome]:
         client = FaxClient(
@@ -337,10 +349,8 @@ def test_after_kill_9_the_next_run_sweeps_skips_and_finishes(
 
     done = anyio.run(rerun)
     assert {fax_id: o.kind for fax_id, o in done.items()} == {
-        third.id: OutcomeKind.SKIPPED,
-        second.id: OutcomeKind.DOWNLOADED,
-        first.id: OutcomeKind.DOWNLOADED,
+        fax.id: OutcomeKind.SKIPPED if fax.id == done_id else OutcomeKind.DOWNLOADED for fax in faxes
     }
     assert partial_files(tmp_path) == []
-    for fax in (first, second, third):
+    for fax in faxes:
         assert sha256(_file(tmp_path, fax).read_bytes()) == fax.sha256
