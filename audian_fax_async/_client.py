@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
-import json as _json
 import logging
 import math
 import time
@@ -16,8 +14,17 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 import anyio
 import httpx2
 
+from ._answers import (
+    decode_json,
+    read_capped,
+    read_response,
+    redirect_of,
+    safe_url,
+    status_error,
+    transport_error,
+)
 from ._config import (
-    DEFAULT_BASE_URL,
+    AUTH_HEADER,
     DEFAULT_LIMITS,
     DEFAULT_MAX_CONCURRENT_DOWNLOADS,
     DEFAULT_MAX_RESPONSE_BYTES,
@@ -25,6 +32,9 @@ from ._config import (
     DEFAULT_REQUEST_DEADLINE,
     DEFAULT_TIMEOUT,
     account_id,
+    check_default_headers,
+    check_max_concurrent_downloads,
+    check_max_retries,
     mask_key,
     resolve_api_key,
     resolve_base_url,
@@ -37,17 +47,14 @@ from ._exceptions import (
     ClientClosedError,
     ConfigurationError,
     InvalidRequestError,
-    RateLimitError,
     ResponseTooLargeError,
     ValidationError,
-    excerpt,
     find_request_id,
-    status_error_class,
 )
 from ._limiter import DownloadLimiter, default_limiter
 from ._options import NOT_GIVEN, NotGiven, TimeoutTypes, as_timeout
 from ._response import record_response
-from ._retry import RetryPolicy, call_with_retries, current_attempt, retry_after_from
+from ._retry import RetryPolicy, call_with_retries, current_attempt
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -61,7 +68,6 @@ __all__ = ["AUTH_HEADER", "DefaultAsyncHttpClient", "FaxClient", "check_limit", 
 logger = logging.getLogger("audian_fax_async")
 T = TypeVar("T")
 
-AUTH_HEADER = "X-Auth-Token"
 _REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS = 5
 #: How much of an error body is read (an error page may be huge; the message needs its start).
@@ -144,19 +150,8 @@ class FaxClient:
         self._api_key = resolve_api_key(api_key)
         self.base_url = resolve_base_url(base_url)
         self._origin = (self.base_url.scheme, self.base_url.host, self.base_url.port)
-        if (
-            isinstance(max_concurrent_downloads, bool)
-            or not isinstance(max_concurrent_downloads, int)
-            or not 1 <= max_concurrent_downloads <= DEFAULT_MAX_CONCURRENT_DOWNLOADS
-        ):
-            raise ConfigurationError(
-                f"max_concurrent_downloads must be an integer from 1 to {DEFAULT_MAX_CONCURRENT_DOWNLOADS} "
-                f"(the account's limit), got {max_concurrent_downloads!r}"
-            )
-        if max_retries is not None and (
-            isinstance(max_retries, bool) or not isinstance(max_retries, int) or not 0 <= max_retries <= 100
-        ):
-            raise ConfigurationError(f"max_retries must be an integer from 0 to 100, got {max_retries!r}")
+        check_max_concurrent_downloads(max_concurrent_downloads)
+        check_max_retries(max_retries)
         if http_client is not None and not isinstance(http_client, httpx2.AsyncClient):
             raise ConfigurationError(
                 f"http_client must be an httpx2.AsyncClient, got {type(http_client).__module__}."
@@ -180,10 +175,7 @@ class FaxClient:
         self.limiter: DownloadLimiter = limiter if limiter is not None else default_limiter()
         self.account = account_id(self._api_key, self.base_url)
         self._headers = httpx2.Headers({"User-Agent": f"audian-fax-async/{__version__}", "Accept": "application/json"})
-        if default_headers:
-            if any(name.lower() == AUTH_HEADER.lower() for name in default_headers):
-                raise ConfigurationError("pass the key as api_key, not in default_headers")
-            self._headers.update(default_headers)
+        self._headers.update(check_default_headers(default_headers))
         self._own_http = http_client is None
         # Applied per request: a timeout given beside a client of the user's (or by with_options).
         self._timeout: httpx2.Timeout | NotGiven = (
@@ -279,31 +271,16 @@ class FaxClient:
         copy._client_slots, copy._resources = None, {}
         if not isinstance(timeout, NotGiven):
             copy._timeout = as_timeout(timeout)
-        if max_retries is not None and (
-            isinstance(max_retries, bool) or not isinstance(max_retries, int) or not 0 <= max_retries <= 100
-        ):
-            raise ConfigurationError(f"max_retries must be an integer from 0 to 100, got {max_retries!r}")
-        copy.retry_policy = (retry_policy or self.retry_policy).with_max_retries(max_retries)
+        copy.retry_policy = (retry_policy or self.retry_policy).with_max_retries(check_max_retries(max_retries))
         if default_headers:
-            if any(name.lower() == AUTH_HEADER.lower() for name in default_headers):
-                raise ConfigurationError("pass the key as api_key, not in default_headers")
             copy._headers = self._headers.copy()
-            copy._headers.update(default_headers)
+            copy._headers.update(check_default_headers(default_headers))
         if max_concurrent_downloads is not None:
-            if (
-                isinstance(max_concurrent_downloads, bool)
-                or not isinstance(max_concurrent_downloads, int)
-                or not 1 <= max_concurrent_downloads <= DEFAULT_MAX_CONCURRENT_DOWNLOADS
-            ):
-                raise ConfigurationError(
-                    f"max_concurrent_downloads must be an integer from 1 to {DEFAULT_MAX_CONCURRENT_DOWNLOADS}, "
-                    f"got {max_concurrent_downloads!r}"
-                )
-            copy.max_concurrent_downloads = max_concurrent_downloads
+            copy.max_concurrent_downloads = check_max_concurrent_downloads(max_concurrent_downloads)
         return copy
 
     def __repr__(self) -> str:
-        return f"<FaxClient base_url={_safe_url(self.base_url)!r} api_key={mask_key(self._api_key)!r}>"
+        return f"<FaxClient base_url={safe_url(self.base_url)!r} api_key={mask_key(self._api_key)!r}>"
 
     def _ensure_open(self) -> None:
         if self.is_closed:
@@ -363,38 +340,14 @@ class FaxClient:
         )
 
     def _redirect(self, request: httpx2.Request, response: httpx2.Response) -> httpx2.Request:
-        """The next request of a redirect: the key only goes back to the API's own origin; the
-        request's timeouts carry over."""
-        try:
-            target = request.url.join(response.headers["Location"])
-        except httpx2.InvalidURL as exc:
-            raise APIConnectionError(
-                f"{response.status_code} redirect to an invalid Location for {request.method} "
-                f"{_safe_url(request.url)}: {exc}",
-                method=request.method,
-                url=_safe_url(request.url),
-            ) from None
-        if target.port is not None and not 0 < target.port < 65536:
-            raise APIConnectionError(
-                f"{response.status_code} redirect to an invalid port ({target.port}) for {request.method} "
-                f"{_safe_url(request.url)}",
-                method=request.method,
-                url=_safe_url(request.url),
-            )
-        method = request.method
-        if response.status_code == 303 or (response.status_code in (301, 302) and method == "POST"):
-            method = "GET"
-        keep_body = method == request.method and method != "GET"
-        drop = {"host", "content-length", "cookie", "authorization", AUTH_HEADER.lower()}
-        if not keep_body:
-            drop.add("content-type")
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in drop}
+        """The next request of a redirect (built again, so the key only goes to the API's own origin)."""
+        method, target, headers, content = redirect_of(request, response)
         timeout = request.extensions.get("timeout")
         return self.build_request(
             method,
             target,
             headers=headers,
-            content=request.content if keep_body else None,
+            content=content,
             extensions={"timeout": timeout} if timeout is not None else None,
         )
 
@@ -412,9 +365,9 @@ class FaxClient:
                 raise self.map_transport_error(exc, request) from exc
             except (ValueError, OverflowError) as exc:  # an address the socket layer refuses (a bad port)
                 raise APIConnectionError(
-                    f"cannot send {request.method} {_safe_url(request.url)}: {exc}",
+                    f"cannot send {request.method} {safe_url(request.url)}: {exc}",
                     method=request.method,
-                    url=_safe_url(request.url),
+                    url=safe_url(request.url),
                     request_sent=False,
                 ) from exc
             if logger.isEnabledFor(logging.DEBUG):
@@ -434,17 +387,17 @@ class FaxClient:
                     request = self._redirect(request, response)
                     continue
                 if response.status_code >= 400:
-                    body = await _read_capped(response, _ERROR_BODY_CAP)
+                    body = await read_capped(response, _ERROR_BODY_CAP)
                     raise self._status_error(request, response, body)
                 if stream:
                     return response
                 try:
-                    body = await _read_capped(response, self.max_response_bytes + 1, tolerant=False)
+                    body = await read_capped(response, self.max_response_bytes + 1, tolerant=False)
                 except httpx2.HTTPError as exc:
                     raise self.map_transport_error(exc, request) from exc
                 if len(body) > self.max_response_bytes:
                     raise ResponseTooLargeError(
-                        f"the answer to {request.method} {_safe_url(request.url)} is larger than "
+                        f"the answer to {request.method} {safe_url(request.url)} is larger than "
                         f"max_response_bytes={self.max_response_bytes}",
                         path="$",
                     )
@@ -453,93 +406,22 @@ class FaxClient:
                     await response.aclose()
                 raise
             await response.aclose()
-            return _read_response(response, request, body, started)
+            return read_response(response, request, body, started)
         raise APIConnectionError(
             f"Too many redirects (more than {_MAX_REDIRECTS})",
             method=request.method,
-            url=_safe_url(request.url),
+            url=safe_url(request.url),
         )
 
-    @staticmethod
-    def map_transport_error(exc: BaseException, request: httpx2.Request) -> Exception:
-        """An httpx2 error as the SDK's typed error (the key is never part of the message)."""
-        method, url = request.method, _safe_url(request.url)
-        never_sent = isinstance(exc, httpx2.ConnectError | httpx2.ConnectTimeout | httpx2.PoolTimeout)
-        if isinstance(exc, httpx2.UnsupportedProtocol):
-            return ConfigurationError(f"Unsupported URL for {method} {url}: {exc}")
-        if isinstance(exc, httpx2.TimeoutException):
-            return APITimeoutError(
-                f"{type(exc).__name__} on {method} {url}", method=method, url=url, request_sent=not never_sent
-            )
-        return APIConnectionError(
-            f"{type(exc).__name__} on {method} {url}: {exc}".rstrip(": "),
-            method=method,
-            url=url,
-            request_sent=not never_sent,
-        )
+    #: An httpx2 error as the SDK's typed error (the key is never part of the message).
+    map_transport_error = staticmethod(transport_error)
 
     def _status_error(self, request: httpx2.Request, response: httpx2.Response, body: bytes) -> APIStatusError:
-        encoding = response.encoding or "utf-8"
-        # An API that echoes the key must not put it into messages, logs or the error's response.
-        text = self.mask(body.decode(encoding, errors="replace"))
-        code = api_message = None
-        try:
-            payload = _json.loads(text) if text else None
-        except ValueError:
-            payload = None
-        if isinstance(payload, dict):
-            err = payload.get("error")
-            if isinstance(err, dict):
-                code = err.get("code") if isinstance(err.get("code"), str) else None
-                msg = err.get("message")
-                api_message = msg if isinstance(msg, str) else None
-            elif isinstance(err, str):
-                api_message = err
-            if api_message is None and isinstance(payload.get("message"), str):
-                api_message = payload["message"]
-        status = response.status_code
-        cls = status_error_class(status)
-        url = _safe_url(request.url)
-        detail = api_message or excerpt(text, 200)
-        message = f"{status} {response.reason_phrase or ''} for {request.method} {url}".replace("  ", " ")
-        if detail:
-            message += f": {detail}"
-        if status == 401:
-            message += " (check the API key: api_key= or the AUDIAN_API_KEY environment variable)"
-        elif status == 404 and code != "fax_not_found" and "/v2/" not in self.base_url.path:
-            message += f" (is the base URL right? the API's paths are under /v2, e.g. {DEFAULT_BASE_URL})"
-        kwargs: dict[str, Any] = {
-            "status_code": status,
-            "method": request.method,
-            "url": url,
-            "body": excerpt(text),
-            "code": code,
-            "api_message": api_message,
-            "request_id": find_request_id(response.headers),
-            "response": self._detached(response, text.encode(encoding, errors="replace")),
-        }
-        if cls is RateLimitError:
-            return RateLimitError(message, retry_after=retry_after_from(response.headers), **kwargs)
-        return cls(message, **kwargs)
+        return status_error(request, response, body, secret=self._api_key, hint_v2="/v2/" not in self.base_url.path)
 
     def mask(self, text: str) -> str:
         """``text`` with the API key masked (for excerpts of bodies that might echo it)."""
         return text.replace(self._api_key, mask_key(self._api_key))
-
-    def _detached(self, response: httpx2.Response, body: bytes) -> httpx2.Response:
-        """A read copy of an error response for the exception: its body (capped, key masked), and a
-        request whose ``X-Auth-Token`` is masked, so neither a repr nor a pickle carries the key."""
-        original = response.request
-        request = httpx2.Request(
-            original.method,
-            original.url,
-            headers=[
-                (name, "[masked]" if name.lower() == AUTH_HEADER.lower() else value)
-                for name, value in original.headers.multi_items()
-            ],
-        )
-        key = self._api_key
-        return _read_response(response, request, body, mask=lambda value: value.replace(key, "[masked]"))
 
     async def request(
         self,
@@ -584,7 +466,7 @@ class FaxClient:
             )
             with anyio.move_on_after(deadline if deadline is not None else math.inf):
                 return await self.send(request)
-            url = _safe_url(request.url)
+            url = safe_url(request.url)
             raise APITimeoutError(
                 f"no complete answer to {method} {url} within request_deadline={deadline} s",
                 method=method,
@@ -667,71 +549,12 @@ class FaxClient:
             yield
 
 
-async def _read_capped(response: httpx2.Response, cap: int, *, tolerant: bool = True) -> bytes:
-    """At most ``cap`` bytes of a body. ``tolerant`` (for error pages, read only for their message):
-    a body that breaks off gives what came; otherwise the transport's error is raised."""
-    chunks = bytearray()
-    try:
-        async for chunk in response.aiter_bytes():
-            chunks += chunk
-            if len(chunks) >= cap:
-                break
-    except httpx2.HTTPError:
-        if not tolerant:
-            raise
-    return bytes(chunks[:cap])
-
-
-def _read_response(
-    response: httpx2.Response,
-    request: httpx2.Request,
-    body: bytes,
-    started: float | None = None,
-    *,
-    mask: Callable[[str], str] = str,
-) -> httpx2.Response:
-    """A read response with ``body`` (already decoded: no content encoding left) in place of the
-    stream; ``mask`` hides secrets in header values."""
-    headers = [
-        (name, mask(value))
-        for name, value in response.headers.multi_items()
-        if name.lower() not in ("content-encoding", "content-length", "transfer-encoding")
-    ]
-    extensions = {k: v for k, v in response.extensions.items() if k in ("http_version", "reason_phrase")}
-    read = httpx2.Response(response.status_code, headers=headers, content=body, request=request, extensions=extensions)
-    try:
-        read.elapsed = response.elapsed
-    except RuntimeError:  # a body the transport had read already (a mock's) is never timed by httpx2
-        if started is not None:
-            read.elapsed = datetime.timedelta(seconds=time.perf_counter() - started)
-    return read
-
-
 def _check_deadline(name: str, value: float | None) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise ConfigurationError(f"{name} must be a number of seconds > 0, or None; got {value!r}")
     return float(value)
-
-
-def decode_json(response: httpx2.Response, *, mask: Callable[[str], str] = str) -> Any:
-    """The JSON body of a response, or a :class:`ValidationError` naming what is wrong (``mask``
-    hides secrets in the excerpt of the body it quotes)."""
-    try:
-        return _json.loads(response.content)
-    except (ValueError, UnicodeDecodeError) as exc:
-        ctype = response.headers.get("content-type", "?")
-        raise ValidationError(
-            f"response to {response.request.method} {_safe_url(response.request.url)} is not valid JSON "
-            f"(content-type {ctype}): {exc}; body starts {excerpt(mask(response.text), 80)!r}",
-            path="$",
-        ) from None
-
-
-def _safe_url(url: httpx2.URL) -> str:
-    """The URL without userinfo (credentials never appear in messages)."""
-    return str(url.copy_with(username=None, password=None)) if url.userinfo else str(url)
 
 
 def check_limit(limit: int, name: str = "limit") -> None:

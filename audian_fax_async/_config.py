@@ -12,6 +12,7 @@ from ._exceptions import ConfigurationError
 
 __all__ = [
     "API_KEY_ENV",
+    "AUTH_HEADER",
     "BASE_URL_ENV",
     "DEFAULT_BASE_URL",
     "DEFAULT_LIMITS",
@@ -21,12 +22,17 @@ __all__ = [
     "DEFAULT_REQUEST_DEADLINE",
     "DEFAULT_TIMEOUT",
     "account_id",
+    "check_default_headers",
+    "check_max_concurrent_downloads",
+    "check_max_retries",
     "mask_key",
     "resolve_api_key",
     "resolve_base_url",
 ]
 
 API_KEY_ENV = "AUDIAN_API_KEY"
+#: The header the key is sent in (the reference's curl examples use it).
+AUTH_HEADER = "X-Auth-Token"
 BASE_URL_ENV = "AUDIAN_BASE_URL"
 DEFAULT_BASE_URL = "https://api.audian.com:8443/v2"
 DEFAULT_MAX_RETRIES = 3
@@ -89,3 +95,27 @@ def account_id(api_key: str, base_url: httpx2.URL) -> str:
     """An opaque, stable name for the account behind a key (the key itself never leaves the client)."""
     origin = f"{base_url.scheme}://{base_url.netloc.decode('ascii')}"
     return hashlib.sha256(f"{origin}\x00{api_key}".encode()).hexdigest()[:24]
+
+
+def check_max_concurrent_downloads(value: object) -> int:
+    """A client's own cap on downloads: an integer from 1 to the account's 10."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= DEFAULT_MAX_CONCURRENT_DOWNLOADS:
+        raise ConfigurationError(
+            f"max_concurrent_downloads must be an integer from 1 to {DEFAULT_MAX_CONCURRENT_DOWNLOADS} "
+            f"(the account's limit), got {value!r}"
+        )
+    return value
+
+
+def check_max_retries(value: object) -> int | None:
+    """A retry count: an integer from 0 to 100, or None (the policy's own)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100):
+        raise ConfigurationError(f"max_retries must be an integer from 0 to 100, got {value!r}")
+    return value
+
+
+def check_default_headers(headers: Mapping[str, str] | None) -> Mapping[str, str]:
+    """Headers for every request, never the key (it is the client's ``api_key``)."""
+    if headers and any(name.lower() == AUTH_HEADER.lower() for name in headers):
+        raise ConfigurationError("pass the key as api_key, not in default_headers")
+    return headers or {}
