@@ -42,6 +42,13 @@ async def settled(admin: AdminClient, key: str, attempts: int) -> list[dict[str,
             await anyio.sleep(0.01)
 
 
+async def no_background_work(emulator: Emulator, key: str) -> None:
+    """Until the account has no background task (deliveries, arrival streams) left."""
+    with anyio.fail_after(5):
+        while emulator.core.state.accounts[key].scopes:
+            await anyio.sleep(0.005)
+
+
 async def test_arrival_is_delivered_as_json_and_redelivered_after_failures(
     api: httpx2.AsyncClient, admin: AdminClient, key: str
 ) -> None:
@@ -92,12 +99,14 @@ async def test_processed_status_is_delivered_as_xml_with_status(
     assert fields["id"] == fax["id"] and fields["file_size"] == str(fax["file_size"])
 
 
-async def test_delivery_gives_up_after_five_attempts(api: httpx2.AsyncClient, admin: AdminClient, key: str) -> None:
+async def test_delivery_gives_up_after_five_attempts(
+    api: httpx2.AsyncClient, admin: AdminClient, key: str, emulator: Emulator
+) -> None:
     async with serve_receiver(Receiver(always_fail=True)) as receiver:
         await subscribe(api, receiver.url, ["fax_received"])
         admin.arrive(key)
         deliveries = await settled(admin, key, 5)
-        await anyio.sleep(0.05)  # nothing more comes after the fifth
+        await no_background_work(emulator, key)  # the delivery task ended: nothing more comes
     assert [d["attempt"] for d in deliveries] == [1, 2, 3, 4, 5]
     assert {d["outcome"] for d in deliveries} == {"failed"}
     assert len(receiver.requests) == 5
@@ -172,7 +181,7 @@ async def test_inject_adds_faxes_silently(api: httpx2.AsyncClient, admin: AdminC
 
 
 async def test_a_stream_of_arrivals_runs_at_a_rate_and_stops(
-    api: httpx2.AsyncClient, admin: AdminClient, key: str
+    api: httpx2.AsyncClient, admin: AdminClient, key: str, emulator: Emulator
 ) -> None:
     admin.start_arrivals(key, rate=200, count=3)
     with anyio.fail_after(5):
@@ -180,8 +189,9 @@ async def test_a_stream_of_arrivals_runs_at_a_rate_and_stops(
             await anyio.sleep(0.01)
     admin.start_arrivals(key, rate=1000)
     assert admin.stop_arrivals(key)["was_streaming"] is True
+    await no_background_work(emulator, key)  # the stream's task ended: nothing more arrives
     total = (await api.get("/fax/received", params={"limit": 1})).json()["total"]
-    await anyio.sleep(0.05)
+    assert emulator.core.state.accounts[key].arrival_stream is None
     assert (await api.get("/fax/received", params={"limit": 1})).json()["total"] == total
 
 
@@ -196,11 +206,9 @@ async def test_reset_cancels_pending_redeliveries(
             await receiver.wait_for(1)
         admin.reset(key)
         with anyio.fail_after(5):
-            while old.scopes:
+            while old.scopes:  # every delivery task ended: no redelivery can come
                 await anyio.sleep(0.005)
-        attempts = len(receiver.requests)
-        await anyio.sleep(0.05)
-    assert len(receiver.requests) == attempts < 5
+    assert len(receiver.requests) < 5
     assert admin.deliveries(key) == []
 
 

@@ -144,10 +144,13 @@ async def test_a_waiter_is_woken_by_a_release_without_polling(redis_server: Redi
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(hold)
-        await anyio.sleep(0.05)
+        with anyio.fail_after(5):
+            while one.statistics(redis_account).in_use != 1:
+                await anyio.sleep(0.005)
         tg.start_soon(wait)
-        await anyio.sleep(0.05)
-        assert other.statistics(redis_account).waiting == 1
+        with anyio.fail_after(5):
+            while other.statistics(redis_account).waiting != 1:
+                await anyio.sleep(0.005)
         released_at = anyio.current_time()
         release.set()
     assert got_it_after[0] < 1.0  # woken by the release, far below max_poll (5 s)

@@ -70,9 +70,11 @@ async def test_release_frees_the_key_and_a_stale_holder_cannot_touch_a_newer_cla
     store: RedisIdempotencyStore,
 ) -> None:
     first = await store.claim("evt_2", lease=0.05)
-    await anyio.sleep(0.08)  # the first holder's lease ends (Redis's own expiry)
-    second = await store.claim("evt_2")
-    assert second.acquired
+    # Redis's own expiry ends the first holder's lease: until then every claim is refused.
+    with anyio.fail_after(5):
+        while not (second := await store.claim("evt_2")).acquired:
+            assert second.status is ClaimStatus.IN_FLIGHT
+            await anyio.sleep(0.01)
     assert not await store.complete(first) and not await store.release(first)
     assert await store.release(second)
     assert (await store.claim("evt_2")).acquired
@@ -100,10 +102,12 @@ async def test_two_receiver_replicas_sharing_redis_call_the_handler_once_for_100
     prefix = f"t:{secrets.token_hex(4)}:"
     stores = [RedisIdempotencyStore.from_url(redis_server.url, key_prefix=prefix) for _ in range(2)]
     calls: list[WebhookEvent] = []
+    others_answered = anyio.Event()
 
     async def on_event(event: WebhookEvent) -> None:
         calls.append(event)
-        await anyio.sleep(0.05)  # long enough for every duplicate to arrive while it runs
+        with anyio.fail_after(10):
+            await others_answered.wait()  # the handler runs while every duplicate arrives
 
     replicas = [WebhookReceiver(on_event, store=store) for store in stores]
     outcomes: Counter[DeliveryOutcome] = Counter()
@@ -112,6 +116,8 @@ async def test_two_receiver_replicas_sharing_redis_call_the_handler_once_for_100
         body, headers = delivery("evt_dup", attempt)
         result = await replicas[attempt % 2].handle(body, headers)
         outcomes[result.outcome] += 1
+        if outcomes.total() - outcomes[DeliveryOutcome.HANDLED] == 99:
+            others_answered.set()
 
     async with anyio.create_task_group() as tg:
         for attempt in range(1, 101):
