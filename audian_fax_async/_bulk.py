@@ -172,7 +172,6 @@ class BulkDownload:
         assert self._tg is not None and self._receive is not None
         if exc_type is not None or not self._exhausted:
             self._tg.cancel_scope.cancel()
-        self._receive.close()
         try:
             return await self._tg.__aexit__(exc_type, exc, tb)
         except BaseExceptionGroup as group:
@@ -182,6 +181,10 @@ class BulkDownload:
             if single is None:
                 raise
             raise single from single.__cause__
+        finally:
+            # Only once every worker has stopped: a worker cancelled while handing over an outcome
+            # is never told the consumer is gone instead (BrokenResourceError).
+            self._receive.close()
 
     def __aiter__(self) -> BulkDownload | AsyncGenerator[DownloadOutcome, None]:
         if self._entered:

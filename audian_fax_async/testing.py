@@ -67,7 +67,11 @@ def _pytest_asyncio_mode(config: pytest.Config) -> str | None:
 def _anyio_auto(config: pytest.Config) -> bool:
     if not config.pluginmanager.has_plugin("anyio"):
         return False
-    return "auto" in (config.getoption("anyio_mode", default=None), config.getini("anyio_mode"))
+    try:
+        ini = config.getini("anyio_mode")
+    except ValueError:  # anyio before 4.11: no auto mode, so no such setting
+        return False
+    return "auto" in (config.getoption("anyio_mode", default=None), ini)
 
 
 def _requested(obj: object) -> set[str]:
