@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import math
+import ssl
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -76,17 +78,38 @@ _ERROR_BODY_CAP = 64 * 1024
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
 
+_tls_lock = threading.Lock()
+_tls_default: ssl.SSLContext | None = None
+
+
+def default_ssl_context() -> ssl.SSLContext:
+    """httpx2's default TLS settings (``httpx2.create_ssl_context()``: the trust store, and
+    ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` when set), built once per process and shared by the SDK's
+    clients: building them loads the trust store, some 25 ms of blocking work that would otherwise
+    stall the event loop at every ``FaxClient()``."""
+    global _tls_default
+    with _tls_lock:
+        if _tls_default is None:
+            _tls_default = httpx2.create_ssl_context()
+        return _tls_default
+
+
 class DefaultAsyncHttpClient(httpx2.AsyncClient):
     """An ``httpx2.AsyncClient`` with the SDK's defaults (its timeouts and pool limits, no cookies kept,
-    redirects left to the SDK), for the settings only a client of your own can have::
+    redirects left to the SDK, the process's shared TLS settings), for the settings only a client of
+    your own can have::
 
-        http = DefaultAsyncHttpClient(proxy="http://proxy:3128", verify=ssl_context, cert=("c.pem", "k.pem"))
+        tls = ssl.create_default_context(cafile="corporate-ca.pem")
+        tls.load_cert_chain("client.pem", "client.key")       # mTLS
+        http = DefaultAsyncHttpClient(proxy="http://proxy:3128", verify=tls)
         client = FaxClient(http_client=http)     # closing FaxClient leaves it open: close it yourself
 
     Every keyword of ``httpx2.AsyncClient`` is taken; the ones given win over the defaults.
     """
 
     def __init__(self, **kwargs: Any) -> None:
+        if "verify" not in kwargs and "cert" not in kwargs and kwargs.get("trust_env", True):
+            kwargs["verify"] = default_ssl_context()
         kwargs.setdefault("timeout", DEFAULT_TIMEOUT)
         kwargs.setdefault("limits", DEFAULT_LIMITS)
         kwargs.setdefault("follow_redirects", False)
