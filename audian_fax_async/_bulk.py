@@ -44,6 +44,10 @@ logger = logging.getLogger("audian_fax_async")
 
 AfterAction = Literal["processed", "archived"]
 
+#: Workers per download slot: while one is in a worker thread (preparing or committing a file), the
+#: other can use the slot (benchmarks/README.md prices the pair).
+WORKERS_PER_SLOT = 2
+
 
 @define
 class BulkProgress:
@@ -239,7 +243,7 @@ class BulkDownload:
                 self._outcomes = outcomes
                 tg.start_soon(self._list, send)
                 async with receive:
-                    for _ in range(2 * self._concurrency):
+                    for _ in range(WORKERS_PER_SLOT * self._concurrency):
                         tg.start_soon(self._worker, receive.clone())
         finally:
             self.manifest.close()
