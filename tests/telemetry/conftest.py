@@ -54,7 +54,7 @@ class Telemetry:
 
     def total(self, metric: str, **attributes: object) -> float:
         """The sum of a counter's points whose attributes include ``attributes``."""
-        return sum(p.value for p in self.points(metric) if attributes.items() <= dict(p.attributes).items())
+        return float(sum(p.value for p in self.points(metric) if attributes.items() <= dict(p.attributes).items()))
 
     def shutdown(self) -> None:
         self.tracer_provider.shutdown()
@@ -110,6 +110,11 @@ def make_client(emulator: Emulator, key: str, otel: Telemetry | None, **kwargs: 
         telemetry=otel.options if otel is not None else None,
         **kwargs,
     )
+
+
+def attrs(span: ReadableSpan) -> dict[str, Any]:
+    """A span's attributes (an empty dict for none)."""
+    return dict(span.attributes or {})
 
 
 def all_values(span: ReadableSpan) -> list[str]:

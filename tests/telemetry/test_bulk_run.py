@@ -10,7 +10,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from audian_fax_async import OutcomeKind
 from audian_fax_async.emulator import AdminClient, Emulator
 
-from .conftest import Telemetry, all_values, make_client
+from .conftest import Telemetry, all_values, attrs, make_client
 
 FAXES = 50
 DOWNLOAD_FAULTS = [500, "drop", {"status": 429, "retry_after": 0}, "truncate", 503]
@@ -43,26 +43,26 @@ async def test_a_bulk_run_is_one_span_over_its_listing_downloads_markings_and_re
         assert span.parent is not None and span.parent.span_id == bulk.context.span_id
         assert span.context.trace_id == bulk.context.trace_id
         assert span.kind is SpanKind.CLIENT and span.status.status_code is not StatusCode.ERROR
-    assert {d.attributes["audian.fax.id"] for d in downloads} == {f["id"] for f in faxes}
-    assert bulk.attributes is not None and bulk.attributes["audian.bulk.downloaded"] == FAXES
-    assert bulk.attributes["audian.bulk.retries"] == run.progress.retries == len(DOWNLOAD_FAULTS) + 2
+    assert {attrs(d)["audian.fax.id"] for d in downloads} == {f["id"] for f in faxes}
+    assert attrs(bulk)["audian.bulk.downloaded"] == FAXES
+    assert attrs(bulk)["audian.bulk.retries"] == run.progress.retries == len(DOWNLOAD_FAULTS) + 2
 
     # Each span's attempts are what the emulator answered; each retry is an event on its call's span.
-    for name, route, spans in (("list", "list", lists), ("download", "download", downloads), ("update", "update", updates)):
-        attempts = sum(int(s.attributes["audian.attempts"]) for s in spans)  # type: ignore[index]
-        assert attempts == requests(admin, key, route), name
-        assert all(len(s.events) == int(s.attributes["audian.attempts"]) - 1 for s in spans)  # type: ignore[index]
+    for route, spans in (("list", lists), ("download", downloads), ("update", updates)):
+        attempts = [int(attrs(s)["audian.attempts"]) for s in spans]
+        assert sum(attempts) == requests(admin, key, route), route
+        assert [len(s.events) for s in spans] == [n - 1 for n in attempts]
     events = [e for s in otel.spans() for e in s.events]
     assert all(e.name == "audian.retry" for e in events) and len(events) == len(DOWNLOAD_FAULTS) + 2
     reasons = sorted(str(e.attributes["audian.retry.reason"]) for e in events if e.attributes)
     assert {"500", "429", "503", "502"} <= set(reasons)
     for download in downloads:
-        attributes = download.attributes or {}
+        attributes = attrs(download)
         assert attributes["http.request.method"] == "GET" and attributes["http.response.status_code"] in (200, 206)
         assert str(attributes["url.path"]).endswith(f"/fax/received/{attributes['audian.fax.id']}/download")
         assert attributes["audian.download.bytes"] == (tmp_path / f"{attributes['audian.fax.id']}.pdf").stat().st_size
         assert isinstance(attributes["audian.download.slot_wait"], float) and attributes["audian.request_id"]
-    assert sum(bool(d.attributes and d.attributes["audian.download.resumed"]) for d in downloads) <= 2
+    assert sum(bool(attrs(d)["audian.download.resumed"]) for d in downloads) <= 2
 
     # The metrics agree with the spans and with the emulator.
     assert otel.total("audian.downloads.in_flight") == 0
@@ -94,9 +94,8 @@ async def test_a_failed_fax_is_an_error_span_and_a_failed_outcome(
         kinds = sorted([o.kind.value async for o in outcomes])
     assert kinds == ["downloaded", "downloaded", "failed"]
     [failed] = [s for s in otel.spans("received.download") if s.status.status_code is StatusCode.ERROR]
-    assert failed.attributes is not None
-    assert failed.attributes["error.type"] == "404" and failed.attributes["http.response.status_code"] == 404
-    assert "audian.download.bytes" not in failed.attributes and failed.attributes["audian.attempts"] == 1
+    assert attrs(failed)["error.type"] == "404" and attrs(failed)["http.response.status_code"] == 404
+    assert "audian.download.bytes" not in attrs(failed) and attrs(failed)["audian.attempts"] == 1
     assert otel.total("audian.bulk.outcomes", **{"audian.outcome": "failed"}) == 1
     assert otel.total("audian.downloads.in_flight") == 0
     durations = {p.attributes.get("error.type"): p.count for p in otel.points("audian.download.duration")}

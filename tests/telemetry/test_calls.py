@@ -16,7 +16,7 @@ from audian_fax_async._telemetry import operation_name
 from audian_fax_async._telemetry_otel import _Call
 from audian_fax_async.emulator import AdminClient, Emulator
 
-from .conftest import RecordingTransport, Telemetry, all_values, make_client
+from .conftest import RecordingTransport, Telemetry, all_values, attrs, make_client
 
 
 @pytest.mark.parametrize(
@@ -52,12 +52,11 @@ async def test_each_call_is_a_client_span_with_the_http_attributes_and_never_the
         await client.webhooks.create(url="https://hooks.example/fax", events=["fax_received"])
         await client.request("GET", "fax/received", params={"limit": 1})
     names = [s.name for s in otel.spans()]
-    assert names == ["received.list", "received.get", "received.update", "received.archive", "webhooks.create"] + [
-        "received.list"
-    ]
+    calls = ["received.list", "received.get", "received.update", "received.archive", "webhooks.create"]
+    assert names == [*calls, "received.list"]
     base = client.base_url
     for span in otel.spans():
-        attributes = span.attributes or {}
+        attributes = attrs(span)
         assert span.kind is SpanKind.CLIENT and span.parent is None
         assert attributes["server.address"] == base.host == "127.0.0.1" and attributes["server.port"] == base.port
         assert str(attributes["url.path"]).startswith(base.path) and "?" not in str(attributes["url.path"])
@@ -77,7 +76,7 @@ async def test_retries_are_events_and_a_final_error_sets_error_type(
         with pytest.raises(NotFoundError) as caught:
             await client.received.get("fax_received_missing")
     ok, missing = otel.spans("received.get")
-    assert ok.attributes is not None and ok.attributes["audian.attempts"] == 3
+    assert attrs(ok)["audian.attempts"] == 3
     events = [(e.name, dict(e.attributes or {})) for e in ok.events]
     assert [(name, a["audian.retry.reason"], a["audian.retry.attempt"]) for name, a in events] == [
         ("audian.retry", "503", 1),
@@ -85,9 +84,9 @@ async def test_retries_are_events_and_a_final_error_sets_error_type(
     ]
     assert all(isinstance(a["audian.retry.delay"], float) and a["audian.retry.delay"] > 0 for _, a in events)
     assert ok.status.status_code is StatusCode.UNSET
-    assert missing.status.status_code is StatusCode.ERROR and missing.attributes is not None
-    assert missing.attributes["error.type"] == "404" and missing.attributes["http.response.status_code"] == 404
-    assert missing.attributes["audian.request_id"] == caught.value.request_id
+    assert missing.status.status_code is StatusCode.ERROR
+    assert attrs(missing)["error.type"] == "404" and attrs(missing)["http.response.status_code"] == 404
+    assert attrs(missing)["audian.request_id"] == caught.value.request_id
     assert otel.total("audian.retries", **{"audian.operation": "received.get"}) == 2
 
 
@@ -142,6 +141,6 @@ async def test_a_senders_number_is_on_a_download_span_only_when_asked_for(
         async with make_client(emulator, key, otel) as client:
             await client.received.download(fax["id"], f"{tmp_path}/{opt_in}/")  # a folder: the fax is fetched
         [download] = otel.spans("received.download")
-        found[opt_in] = (download.attributes or {}).get("audian.fax.from_number")
+        found[opt_in] = attrs(download).get("audian.fax.from_number")
         otel.shutdown()
     assert found == {False: None, True: "+12025550142"}
