@@ -334,7 +334,7 @@ class FileDownload:
                         url=str(self.client.url_for(path)),
                     )
                 done = await self.sink.commit(overwrite=self.overwrite, then=self.committed)
-                self.span.finished(done)
+                self.span.finished(done.bytes, done.resumed)
                 return done
         except BaseException:
             await self.sink.discard()
@@ -419,8 +419,11 @@ class DocumentStream:
     ``bytes_read``, ``total`` and ``sha256`` tell what passed.
     """
 
-    def __init__(self, client: FaxClient, fax_id: str, *, options: CallOptions | None = None) -> None:
+    def __init__(
+        self, client: FaxClient, fax_id: str, *, options: CallOptions | None = None, span: Call = NO_CALL
+    ) -> None:
         self._client = client
+        self._span = span
         self.fax_id = fax_id
         self._options: CallOptions = options or {}
         self._policy = client.retry_policy.with_max_retries(self._options.get("max_retries"))
@@ -450,13 +453,16 @@ class DocumentStream:
 
     async def _chunks(self) -> AsyncGenerator[bytes, None]:
         state, operation, attempts, started = self._state, f"stream {self.fax_id}", 0, anyio.current_time()
-        retries = retrying(self._policy, idempotent=True, operation=operation, resumable=state.can_resume)
+        retries = retrying(
+            self._policy, idempotent=True, operation=operation, resumable=state.can_resume, call=self._span
+        )
         async for attempt in retries:
             attempts += 1
             failure: Exception | None = None
             try:
                 async for chunk in self._one_attempt():
                     yield chunk
+                self._span.finished(state.offset, state.resumed)
                 return
             except Exception as exc:
                 failure = exc
@@ -492,6 +498,7 @@ class DocumentStream:
             raise IncompleteDownloadError(
                 f"fax {self.fax_id}: cannot resume at byte {state.offset}: {exc}", fax_id=self.fax_id
             ) from None
+        self._span.answered(response)
         if plan.start != state.offset:
             with anyio.CancelScope(shield=True):
                 await response.aclose()
@@ -502,6 +509,7 @@ class DocumentStream:
                 fax_id=self.fax_id,
             )
         state.validator, state.total = plan.validator, plan.total
+        state.resumed = state.resumed or plan.start > 0
         async for chunk in attempt.chunks(
             response, plan.total if plan.total is not None else DEFAULT_MAX_DOCUMENT_BYTES
         ):

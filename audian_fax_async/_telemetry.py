@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
     from ._client import FaxClient
-    from ._models import DownloadResult, ReceivedFax, WebhookEvent
+    from ._models import ReceivedFax, WebhookEvent
 else:  # resolved at run time without importing OpenTelemetry (the annotations are for type checkers)
     MeterProvider = TracerProvider = object
 
@@ -174,8 +174,8 @@ class Call:
         """A download attempt got its slot after ``waited`` seconds and holds it for the block."""
         return _HOLD
 
-    def finished(self, result: DownloadResult) -> None:
-        """A download's file stands: its size and whether it was resumed."""
+    def finished(self, size: int, resumed: bool) -> None:
+        """A download is complete: its size in bytes and whether it was resumed."""
 
 
 class Bulk:
@@ -231,7 +231,8 @@ class Telemetry:
     def download(
         self, client: FaxClient, path: str, fax_id: str, fax: ReceivedFax | None, *, stream: bool = False
     ) -> Call:
-        """The span of one document download (``stream``: handed to the caller, not to a file)."""
+        """The span of one document download (``stream``: handed to the caller, not to a file; the
+        span is current while the caller reads it)."""
         return NO_CALL
 
     def bulk(self) -> Bulk:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from opentelemetry.context import Context
 
     from ._client import FaxClient
-    from ._models import DownloadResult, ReceivedFax, WebhookEvent
+    from ._models import ReceivedFax, WebhookEvent
 
 __all__ = ["OtelTelemetry"]
 
@@ -184,7 +184,7 @@ class _Call(Call):
 class _Download(_Call):
     """A download's span, plus its metrics: slot waits, slots held, duration, and bytes once at the end."""
 
-    __slots__ = ("_fax", "_fax_id", "_result", "_slot_wait", "_started")
+    __slots__ = ("_fax", "_fax_id", "_size", "_slot_wait", "_started")
 
     def __init__(
         self, telemetry: OtelTelemetry, client: FaxClient, name: str, path: str, fax_id: str, fax: ReceivedFax | None
@@ -192,7 +192,7 @@ class _Download(_Call):
         super().__init__(telemetry, client, name, "GET", path)
         self._fax_id, self._fax = fax_id, fax
         self._slot_wait = 0.0
-        self._result: DownloadResult | None = None
+        self._size: tuple[int, bool] | None = None  # bytes and resumed, once complete
         self._started = 0.0
 
     def __enter__(self) -> Self:
@@ -211,22 +211,21 @@ class _Download(_Call):
         self._telemetry.slot_wait.record(waited)
         return self._telemetry.hold
 
-    def finished(self, result: DownloadResult) -> None:
-        self._result = result
+    def finished(self, size: int, resumed: bool) -> None:
+        self._size = (size, resumed)
 
     def end_attributes(self, attributes: Attributes, exc: BaseException | None) -> None:
         attributes[names.DOWNLOAD_SLOT_WAIT] = self._slot_wait
-        if self._result is not None:
-            attributes[names.DOWNLOAD_BYTES] = self._result.bytes
-            attributes[names.DOWNLOAD_RESUMED] = self._result.resumed
+        if self._size is not None:
+            attributes[names.DOWNLOAD_BYTES], attributes[names.DOWNLOAD_RESUMED] = self._size
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         telemetry = self._telemetry
         telemetry.duration.record(
             time.perf_counter() - self._started, {names.ERROR_TYPE: error_type(exc)} if exc is not None else None
         )
-        if self._result is not None:
-            telemetry.bytes.add(self._result.bytes)
+        if self._size is not None:
+            telemetry.bytes.add(self._size[0])
         super().__exit__(exc_type, exc, tb)
 
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import SpanKind, StatusCode
@@ -144,3 +145,21 @@ async def test_a_senders_number_is_on_a_download_span_only_when_asked_for(
         found[opt_in] = attrs(download).get("audian.fax.from_number")
         otel.shutdown()
     assert found == {False: None, True: "+12025550142"}
+
+
+async def test_a_stream_is_a_span_current_while_it_is_read_with_its_retries(
+    emulator: Emulator, admin: AdminClient, key: str, otel: Telemetry
+) -> None:
+    [fax] = admin.inject(key, count=1, pages=1)
+    admin.script("download", ["drop"], key=key)
+    async with make_client(emulator, key, otel) as client, client.received.stream(fax["id"]) as chunks:
+        size = sum([len(chunk) async for chunk in chunks])
+        inside = trace.get_current_span().get_span_context().span_id
+    [stream] = otel.spans("received.stream")
+    assert stream.context.span_id == inside and stream.kind is SpanKind.CLIENT
+    assert attrs(stream)["audian.attempts"] == 2 and [e.name for e in stream.events] == ["audian.retry"]
+    assert attrs(stream)["audian.download.bytes"] == size == fax["file_size"]
+    assert attrs(stream)["audian.download.resumed"] is True and attrs(stream)["http.response.status_code"] == 206
+    assert otel.total("audian.download.bytes") == size and otel.total("audian.downloads.in_flight") == 0
+    [slot_wait] = otel.points("audian.download.slot_wait")
+    assert slot_wait.count == 1
