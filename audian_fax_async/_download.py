@@ -419,11 +419,9 @@ class DocumentStream:
     ``bytes_read``, ``total`` and ``sha256`` tell what passed.
     """
 
-    def __init__(
-        self, client: FaxClient, fax_id: str, *, options: CallOptions | None = None, span: Call = NO_CALL
-    ) -> None:
+    def __init__(self, client: FaxClient, fax_id: str, *, options: CallOptions | None = None) -> None:
         self._client = client
-        self._span = span
+        self._span: Call = NO_CALL  # the stream's span, set by ``received.stream`` (its retries are events)
         self.fax_id = fax_id
         self._options: CallOptions = options or {}
         self._policy = client.retry_policy.with_max_retries(self._options.get("max_retries"))

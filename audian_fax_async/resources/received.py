@@ -250,7 +250,8 @@ class Received(Resource):
             asked = anyio.current_time()
             async with self._client.download_slot():
                 with span.in_slot(anyio.current_time() - asked):
-                    document = DocumentStream(self._client, fax_id, options=options, span=span)
+                    document = DocumentStream(self._client, fax_id, options=options)
+                    document._span = span
                     try:
                         yield document
                     finally:
