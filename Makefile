@@ -11,7 +11,7 @@ OLDEST_STAMP := $(OLDEST)/.installed-stamp
 UV_VERSION := 0.13.8
 # The tests that exercise each dependency, about three minutes (the rest, and the slow end-to-end
 # runs, are left to the newest releases in `make test`).
-OLDEST_TESTS := tests/core tests/downloads tests/webhooks tests/emulator tests/redis tests/cli/test_cli.py \
+OLDEST_TESTS := tests/core tests/downloads tests/webhooks tests/emulator tests/redis tests/telemetry tests/cli/test_cli.py \
 	tests/test_event_loops.py tests/test_public_apis_only.py
 
 # pytest exits 5 when it collected nothing: that must never pass as success.
