@@ -2,8 +2,9 @@
 when ``opentelemetry-api`` is installed; never the SDK).
 
 Spans are started with ``Tracer.start_span`` and made current with ``context.attach`` (detached in
-the same task); an attribute is built only when ``span.is_recording()``. Instruments are made once
-per :class:`OtelTelemetry` (one per ``TelemetryOptions``).
+the same task); an attribute is built only when ``span.is_recording()``. While no tracer provider is
+configured (the API's proxy or no-op one) no span is started at all. Instruments are made once per
+:class:`OtelTelemetry` (one per ``TelemetryOptions``).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class OtelTelemetry(Telemetry):
 
     def __init__(self, options: TelemetryOptions) -> None:
         self.sender_numbers = options.sender_numbers
+        self._tracer_provider = options.tracer_provider
         self.tracer = trace.get_tracer(names.SCOPE, __version__, tracer_provider=options.tracer_provider)
         meter = metrics.get_meter(names.SCOPE, __version__, meter_provider=options.meter_provider)
         self.in_flight = meter.create_up_down_counter(
@@ -71,8 +73,14 @@ class OtelTelemetry(Telemetry):
         )
         self.hold = _Hold(self)
 
+    def tracing(self) -> bool:
+        """Whether a tracer provider is configured (the global one is looked up each time: it may
+        be set after this client was made)."""
+        provider = self._tracer_provider or trace.get_tracer_provider()
+        return not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+
     def inject(self, headers: MutableMapping[str, str]) -> None:
-        if trace.get_current_span().is_recording():
+        if self.tracing() and trace.get_current_span().is_recording():
             propagate.inject(headers)
 
     def call(self, client: FaxClient, method: str, path: str) -> Call:
@@ -129,6 +137,8 @@ class _Call(Call):
         self._token: Token[Context] | None = None
 
     def __enter__(self) -> Self:
+        if not self._telemetry.tracing():
+            return self  # metrics only
         self.span = span = self._telemetry.tracer.start_span(self._name, kind=SpanKind.CLIENT)
         if span.is_recording():
             span.set_attributes(self.start_attributes())
@@ -236,17 +246,21 @@ class _Bulk(Bulk):
 
     def __init__(self, telemetry: OtelTelemetry) -> None:
         self._telemetry = telemetry
-        self._span = telemetry.tracer.start_span(names.BULK_SPAN, kind=SpanKind.INTERNAL)
+        tracing = telemetry.tracing()
+        self._span = telemetry.tracer.start_span(names.BULK_SPAN, kind=SpanKind.INTERNAL) if tracing else None
 
     def enter(self) -> None:
         # Never detached: the calling task's context ends with the task (the run's engine).
-        otel_context.attach(trace.set_span_in_context(self._span))
+        if self._span is not None:
+            otel_context.attach(trace.set_span_in_context(self._span))
 
     def outcome(self, kind: str) -> None:
         self._telemetry.outcomes.add(1, {names.OUTCOME: kind})
 
     def end(self, counts: Mapping[str, int], exc: BaseException | None) -> None:
         span = self._span
+        if span is None:
+            return
         if span.is_recording():
             attributes: Attributes = {names.BULK_PREFIX + name: count for name, count in counts.items()}
             if exc is not None:
@@ -266,6 +280,8 @@ class _Delivery(Delivery):
         self._token: Token[Context] | None = None
 
     def __enter__(self) -> Self:
+        if not self._telemetry.tracing():
+            return self
         links = None
         if "traceparent" in self._headers:  # the sender's trace: linked (a delivery is not part of its request)
             sender = trace.get_current_span(propagate.extract(self._headers)).get_span_context()
@@ -276,8 +292,9 @@ class _Delivery(Delivery):
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
-        if self._token is not None:
-            otel_context.detach(self._token)
+        if self._token is None:
+            return
+        otel_context.detach(self._token)
         if exc is not None and self._span.is_recording():
             attributes: Attributes = {}
             _failed(self._span, attributes, exc)
