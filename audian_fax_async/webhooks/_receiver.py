@@ -358,7 +358,9 @@ class WebhookReceiver(Generic[E]):
             result = self._check_headers(lookup)
             if result is None and len(body) > self.max_body_bytes:
                 result = DeliveryResult(DeliveryOutcome.TOO_LARGE, f"body over {self.max_body_bytes} bytes")
-            return self._count(result or await self._process(body, lookup), span)
+            if result is None:
+                result = await self._process(body, lookup)
+            return self._count(result, span)
 
     def _check_headers(self, headers: Mapping[str, str]) -> DeliveryResult | None:
         """The answers known from the headers alone: 415, or 413 when Content-Length says so."""
