@@ -163,3 +163,17 @@ async def test_a_stream_is_a_span_current_while_it_is_read_with_its_retries(
     assert otel.total("audian.download.bytes") == size and otel.total("audian.downloads.in_flight") == 0
     [slot_wait] = otel.points("audian.download.slot_wait")
     assert slot_wait.count == 1
+
+
+async def test_the_calls_made_under_an_applications_span_are_its_children(
+    emulator: Emulator, admin: AdminClient, key: str, otel: Telemetry, tmp_path: Path
+) -> None:
+    [fax] = admin.inject(key, count=1, pages=1)
+    async with make_client(emulator, key, otel) as client:
+        with otel.tracer_provider.get_tracer("app").start_as_current_span("handle fax") as parent:
+            await client.received.download(fax["id"], tmp_path)
+        await client.received.get(fax["id"])
+    get_in_download, after, download = otel.spans("received.get") + otel.spans("received.download")
+    for child in (get_in_download, download):
+        assert child.parent is not None and child.parent.span_id == parent.get_span_context().span_id
+    assert after.parent is None  # the application's span had ended: the SDK left no context behind
