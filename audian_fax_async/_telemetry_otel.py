@@ -146,11 +146,17 @@ class _Call(Call):
         return self
 
     def start_attributes(self) -> Attributes:
-        url = self._client.url_for(self._path)
+        path = self._path.split("?", 1)[0]
+        if path.startswith(("http://", "https://")):
+            url = self._client.url_for(path)
+            path = url.path
+        else:  # below the base URL: no URL to parse
+            url = self._client.base_url
+            path = url.path + path.lstrip("/")
         attributes: Attributes = {
             names.HTTP_METHOD: self._method,
             names.SERVER_ADDRESS: url.host,
-            names.URL_PATH: url.path,
+            names.URL_PATH: path,
         }
         if url.port is not None:
             attributes[names.SERVER_PORT] = url.port
