@@ -218,8 +218,6 @@ class Telemetry:
     """What one client or receiver reports. This base reports nothing (no OpenTelemetry API, or
     ``enabled=False``); ``_telemetry_otel.OtelTelemetry`` reports through the API."""
 
-    sender_numbers = False
-
     def inject(self, headers: MutableMapping[str, str]) -> None:
         """Add ``traceparent`` (and the other configured propagators' headers) when a recording span
         is current."""
