@@ -11,8 +11,8 @@ OLDEST_STAMP := $(OLDEST)/.installed-stamp
 UV_VERSION := 0.13.8
 # The tests that exercise each dependency, about three minutes (the rest, and the slow end-to-end
 # runs, are left to the newest releases in `make test`).
-OLDEST_TESTS := tests/core tests/downloads tests/webhooks tests/emulator tests/redis tests/cli/test_cli.py tests/plugin \
-	tests/test_event_loops.py tests/test_public_apis_only.py
+OLDEST_TESTS := tests/core tests/downloads tests/webhooks tests/emulator tests/redis tests/telemetry tests/cli/test_cli.py \
+	tests/plugin tests/test_event_loops.py tests/test_public_apis_only.py
 
 # pytest exits 5 when it collected nothing: that must never pass as success.
 FAIL_ON_NO_TESTS = rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc

@@ -70,6 +70,7 @@ from ._models import (
 from ._options import NOT_GIVEN, CallOptions, NotGiven, TimeoutTypes
 from ._response import APIResponse
 from ._retry import RetryPolicy
+from ._telemetry import TelemetryOptions
 from ._version import __version__
 
 if _typing.TYPE_CHECKING:
@@ -136,6 +137,7 @@ __all__ = [
     "RoutingType",
     "RoutingTypeName",
     "StatusName",
+    "TelemetryOptions",
     "TimeoutTypes",
     "UnprocessableEntityError",
     "ValidationError",

@@ -34,6 +34,7 @@ from ._models import DownloadOutcome, DownloadResult, FaxStatus, OutcomeKind, Re
 from ._options import CallOptions
 from ._paths import check_template, cleanup_partial_files, is_inside, render_template, safe_filename
 from ._retry import retry_listener
+from ._telemetry import NO_BULK, Bulk
 
 if TYPE_CHECKING:
     from ._client import FaxClient
@@ -153,6 +154,7 @@ class BulkDownload:
         self._receive: MemoryObjectReceiveStream[DownloadOutcome] | None = None
         self._entered = False
         self._exhausted = False
+        self._span: Bulk = NO_BULK  # the run's span, from __aenter__ to __aexit__
 
     # -- the structured form ---------------------------------------------------------------------
 
@@ -165,6 +167,7 @@ class BulkDownload:
             self._claims.setdefault(entry.path, entry.id)
         send, receive = anyio.create_memory_object_stream[DownloadOutcome](self._concurrency)
         self._receive = receive
+        self._span = self._client._telemetry.bulk()
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._tg.start_soon(self._engine, send)
@@ -177,18 +180,30 @@ class BulkDownload:
         if exc_type is not None or not self._exhausted:
             self._tg.cancel_scope.cancel()
         try:
-            return await self._tg.__aexit__(exc_type, exc, tb)
+            suppressed = await self._tg.__aexit__(exc_type, exc, tb)
         except BaseExceptionGroup as group:
             # The engine's task group is an implementation detail: an error of the caller's loop
             # body, of the listing or of a worker is raised as itself, as everywhere else.
             single = _single_error(group)
+            self._end_span(single or group)
             if single is None:
                 raise
             raise single from single.__cause__
+        except BaseException as error:
+            self._end_span(error)
+            raise
         finally:
             # Only once every worker has stopped: a worker cancelled while handing over an outcome
             # is never told the consumer is gone instead (BrokenResourceError).
             self._receive.close()
+        self._end_span(None if suppressed else exc or self._listing_error)
+        return suppressed
+
+    def _end_span(self, error: BaseException | None) -> None:
+        progress = self.progress
+        counts = {"listed": progress.listed, "downloaded": progress.downloaded, "skipped": progress.skipped}
+        counts |= {"failed": progress.failed, "retries": progress.retries, "bytes": progress.bytes}
+        self._span.end(counts, error)
 
     def __aiter__(self) -> BulkDownload | AsyncGenerator[DownloadOutcome, None]:
         if self._entered:
@@ -236,6 +251,7 @@ class BulkDownload:
     async def _engine(self, outcomes: MemoryObjectSendStream[DownloadOutcome]) -> None:
         send, receive = anyio.create_memory_object_stream[ReceivedFax](self._concurrency)
         retry_listener.set(self._count_retry)  # listing pages and markings count their retries too
+        self._span.enter()  # the parent of the listing's, the downloads' and the markings' spans
         if self._concurrency < self._client.max_concurrent_downloads:
             self._slots = anyio.CapacityLimiter(self._concurrency)
         try:
@@ -284,6 +300,7 @@ class BulkDownload:
             self.progress.skipped += 1
         else:
             self.progress.failed += 1
+        self._span.outcome(outcome.kind.value)
         self._notify()
         await self._outcomes.send(outcome)
 

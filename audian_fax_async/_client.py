@@ -57,6 +57,7 @@ from ._limiter import DownloadLimiter, default_limiter
 from ._options import NOT_GIVEN, NotGiven, TimeoutTypes, as_timeout
 from ._response import record_response
 from ._retry import RetryPolicy, call_with_retries, current_attempt
+from ._telemetry import TelemetryOptions, telemetry_for
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -151,6 +152,8 @@ class FaxClient:
     raises :class:`ResponseTooLargeError`; one attempt of a non-document call that takes longer than
     ``request_deadline`` seconds in all (a server dripping bytes) raises :class:`APITimeoutError`;
     ``download_deadline`` (off by default) bounds a whole document download, retries included.
+    With the ``otel`` extra, calls are OpenTelemetry spans and metrics (README, "Tracing and metrics")
+    on the global providers or those of ``telemetry``: a no-op until an OpenTelemetry SDK is set up.
     """
 
     def __init__(
@@ -169,6 +172,7 @@ class FaxClient:
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         request_deadline: float | None = DEFAULT_REQUEST_DEADLINE,
         download_deadline: float | None = None,
+        telemetry: TelemetryOptions | None = None,
     ) -> None:
         self._api_key = resolve_api_key(api_key)
         self.base_url = resolve_base_url(base_url)
@@ -208,6 +212,7 @@ class FaxClient:
         self._http = http_client or DefaultAsyncHttpClient(
             timeout=DEFAULT_TIMEOUT if isinstance(timeout, NotGiven) else as_timeout(timeout), transport=transport
         )
+        self._telemetry = telemetry_for(telemetry)  # shared by with_options() copies
         self._closed = False
         self._parent: FaxClient | None = None  # the client a with_options() copy shares its pool with
         self._client_slots: anyio.CapacityLimiter | None = None  # made in the first download's loop
@@ -347,6 +352,7 @@ class FaxClient:
             del merged[AUTH_HEADER]
         if self._same_origin(target):
             merged[AUTH_HEADER] = self._api_key
+        self._telemetry.inject(merged)  # traceparent, when a recording span is current
         query = {**params, **extra_query} if params and extra_query else params or extra_query
         clean = {k: v for k, v in query.items() if v is not None} if query else None
         if isinstance(timeout, NotGiven):
@@ -497,7 +503,10 @@ class FaxClient:
                 request_sent=True,
             )
 
-        response = await call_with_retries(once, policy, idempotent=idempotent, operation=f"{method} {path}")
+        with self._telemetry.call(self, method, path) as span:
+            operation = f"{method} {path}"
+            response = await call_with_retries(once, policy, idempotent=idempotent, operation=operation, span=span)
+            span.answered(response)
         record_response(response)
         return response
 

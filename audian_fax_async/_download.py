@@ -32,6 +32,7 @@ from ._models import DownloadResult, ReceivedFax
 from ._options import CallOptions, request_options
 from ._paths import partial_name
 from ._retry import call_with_retries, log_failure, retrying, should_retry
+from ._telemetry import NO_CALL, Call
 from .resources._base import fax_path
 
 if TYPE_CHECKING:
@@ -301,6 +302,7 @@ class FileDownload:
         self.attempts = 0
         self.state = Progress()
         self.sink = _FileSink(final)
+        self.span: Call = NO_CALL  # the download's span while it runs
 
     def open_now(self) -> None:
         """Create the temporary file here and now (blocking), so that :meth:`run` need not."""
@@ -313,22 +315,27 @@ class FileDownload:
         if not opened:
             await self.sink.open(overwrite=self.overwrite)
         deadline = self.client.download_deadline
+        path = fax_path(self.fax_id, "download")
         try:
-            with anyio.move_on_after(deadline if deadline is not None else math.inf) as scope:
-                await call_with_retries(
-                    self.attempt,
-                    self.policy,
-                    idempotent=True,
-                    operation=f"download {self.fax_id}",
-                    on_retry=self.on_retry,
-                )
-            if scope.cancelled_caught:
-                raise APITimeoutError(
-                    f"fax {self.fax_id}: not downloaded within download_deadline={deadline} s",
-                    method="GET",
-                    url=str(self.client.url_for(fax_path(self.fax_id, "download"))),
-                )
-            return await self.sink.commit(overwrite=self.overwrite, then=self.committed)
+            with self.client._telemetry.download(self.client, path, self.fax_id, self.fax) as self.span:
+                with anyio.move_on_after(deadline if deadline is not None else math.inf) as scope:
+                    await call_with_retries(
+                        self.attempt,
+                        self.policy,
+                        idempotent=True,
+                        operation=f"download {self.fax_id}",
+                        on_retry=self.on_retry,
+                        span=self.span,
+                    )
+                if scope.cancelled_caught:
+                    raise APITimeoutError(
+                        f"fax {self.fax_id}: not downloaded within download_deadline={deadline} s",
+                        method="GET",
+                        url=str(self.client.url_for(path)),
+                    )
+                done = await self.sink.commit(overwrite=self.overwrite, then=self.committed)
+                self.span.finished(done.bytes, done.resumed)
+                return done
         except BaseException:
             await self.sink.discard()
             raise
@@ -336,12 +343,15 @@ class FileDownload:
     async def attempt(self) -> None:
         """One attempt, holding a download slot (and a token of ``limiter``, if given): the whole
         body into the temporary file."""
+        asked = anyio.current_time()
         if self.limiter is None:
             async with self.client.download_slot():
-                await self.fetch()
+                with self.span.in_slot(anyio.current_time() - asked):
+                    await self.fetch()
             return
         async with self.limiter, self.client.download_slot():
-            await self.fetch()
+            with self.span.in_slot(anyio.current_time() - asked):
+                await self.fetch()
 
     def _forget(self) -> None:
         state = self.state
@@ -361,6 +371,7 @@ class FileDownload:
         except Restart as exc:
             self._forget()
             raise IncompleteDownloadError(f"fax {fax_id}: {exc}; restarting", fax_id=fax_id) from None
+        self.span.answered(response)
         if plan.start != state.offset:  # a 200 to a range request: the server starts over
             self._forget()
         elif plan.start > 0:
@@ -410,6 +421,7 @@ class DocumentStream:
 
     def __init__(self, client: FaxClient, fax_id: str, *, options: CallOptions | None = None) -> None:
         self._client = client
+        self._span: Call = NO_CALL  # the stream's span, set by ``received.stream`` (its retries are events)
         self.fax_id = fax_id
         self._options: CallOptions = options or {}
         self._policy = client.retry_policy.with_max_retries(self._options.get("max_retries"))
@@ -439,13 +451,16 @@ class DocumentStream:
 
     async def _chunks(self) -> AsyncGenerator[bytes, None]:
         state, operation, attempts, started = self._state, f"stream {self.fax_id}", 0, anyio.current_time()
-        retries = retrying(self._policy, idempotent=True, operation=operation, resumable=state.can_resume)
+        retries = retrying(
+            self._policy, idempotent=True, operation=operation, resumable=state.can_resume, call=self._span
+        )
         async for attempt in retries:
             attempts += 1
             failure: Exception | None = None
             try:
                 async for chunk in self._one_attempt():
                     yield chunk
+                self._span.finished(state.offset, state.resumed)
                 return
             except Exception as exc:
                 failure = exc
@@ -481,6 +496,7 @@ class DocumentStream:
             raise IncompleteDownloadError(
                 f"fax {self.fax_id}: cannot resume at byte {state.offset}: {exc}", fax_id=self.fax_id
             ) from None
+        self._span.answered(response)
         if plan.start != state.offset:
             with anyio.CancelScope(shield=True):
                 await response.aclose()
@@ -491,6 +507,7 @@ class DocumentStream:
                 fax_id=self.fax_id,
             )
         state.validator, state.total = plan.validator, plan.total
+        state.resumed = state.resumed or plan.start > 0
         async for chunk in attempt.chunks(
             response, plan.total if plan.total is not None else DEFAULT_MAX_DOCUMENT_BYTES
         ):

@@ -21,6 +21,7 @@ from attrs import evolve, field, frozen
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from ._exceptions import APIConnectionError, APIStatusError, AudianError, IncompleteDownloadError, RateLimitError
+from ._telemetry import NO_CALL, Call
 
 __all__ = [
     "RETRYABLE_STATUS",
@@ -179,11 +180,13 @@ def retrying(
     operation: str,
     on_retry: Callable[[BaseException], None] | None = None,
     resumable: Callable[[], bool] | None = None,
+    call: Call = NO_CALL,
 ) -> AsyncRetrying:
     """A fresh ``AsyncRetrying`` for one call (never share one between tasks).
 
-    Retries are logged at INFO. ``resumable``, when given, must also say yes before a retry (a
-    stream that cannot continue where it broke is not retried).
+    Retries are logged at INFO and told to ``call`` (the call's span: an event each). ``resumable``,
+    when given, must also say yes before a retry (a stream that cannot continue where it broke is
+    not retried).
     """
     logger_hook = _log_retry(operation)
 
@@ -194,10 +197,11 @@ def retrying(
 
     def before_sleep(state: RetryCallState) -> None:
         logger_hook(state)
-        if on_retry is not None and state.outcome is not None:
-            exc = state.outcome.exception()
-            if exc is not None:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        if exc is not None:
+            if on_retry is not None:
                 on_retry(exc)
+            call.retried(exc, state.attempt_number, state.next_action.sleep if state.next_action else 0.0)
 
     return AsyncRetrying(
         stop=stop_after_attempt(policy.max_retries + 1),
@@ -237,12 +241,14 @@ async def call_with_retries(
     idempotent: bool,
     operation: str,
     on_retry: Callable[[BaseException], None] | None = None,
+    span: Call = NO_CALL,
 ) -> T:
-    """``await call()``, retried as :func:`retrying` decides; the last error is raised as itself."""
+    """``await call()``, retried as :func:`retrying` decides (each retry told to ``span``); the last
+    error is raised as itself."""
     attempts, started = 0, anyio.current_time()
     on_retry = on_retry or retry_listener.get()
     try:
-        async for attempt in retrying(policy, idempotent=idempotent, operation=operation, on_retry=on_retry):
+        async for attempt in retrying(policy, idempotent=idempotent, operation=operation, on_retry=on_retry, call=span):
             with attempt:
                 attempts += 1
                 current_attempt.set(attempts)

@@ -12,7 +12,8 @@ line (JSON) appended and fsynced. No listing, retries or account slots.
 
 The SDK runs as a user runs it (:func:`sdk_client`): ``FaxClient(...)`` with its own client,
 ``FaxClient(http_client=httpx2.AsyncClient())`` with a stock client the user made, or
-``FaxClient(transport=AiohttpTransport())``. The SDK is imported only when an SDK variant runs.
+``FaxClient(transport=AiohttpTransport())``; ``sdk_otel`` is the first with an OpenTelemetry SDK
+tracer and meter configured (:func:`otel_options`). The SDK is imported only when an SDK variant runs.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import aiohttp
 import httpx2
 
 if TYPE_CHECKING:
-    from audian_fax_async import FaxClient
+    from audian_fax_async import FaxClient, TelemetryOptions
 
 __all__ = [
     "BASELINES",
@@ -42,6 +43,7 @@ __all__ = [
     "bare_httpx_client",
     "httpx_checked_loop",
     "httpx_loop",
+    "otel_options",
     "sdk_client",
     "sdk_download_all",
     "sdk_stack_download_all",
@@ -247,17 +249,50 @@ BASELINES: dict[str, Baseline] = {
 }
 
 
+_otel: TelemetryOptions | None = None
+
+
+def otel_options() -> TelemetryOptions:
+    """What an instrumented service runs (made once per process, as a service does): an SDK tracer
+    provider whose batch processor hands every span to an exporter that drops it (the export itself
+    is not the SDK's cost), and a meter provider with a reader, so every instrument aggregates."""
+    global _otel
+    if _otel is None:
+        from collections.abc import Sequence as Spans
+
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+        from audian_fax_async import TelemetryOptions
+
+        class Dropping(SpanExporter):
+            def export(self, spans: Spans[ReadableSpan]) -> SpanExportResult:
+                return SpanExportResult.SUCCESS
+
+        tracer_provider = TracerProvider()
+        tracer_provider.add_span_processor(BatchSpanProcessor(Dropping()))
+        meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+        _otel = TelemetryOptions(tracer_provider=tracer_provider, meter_provider=meter_provider)
+    return _otel
+
+
 @asynccontextmanager
 async def sdk_client(stack: str, base_url: str, key: str) -> AsyncIterator[FaxClient]:
     """A ``FaxClient`` as a user makes one, for ``stack`` (one of :data:`SDK_STACKS`).
 
     ``sdk``: its own client. ``sdk_http_client``: a stock ``httpx2.AsyncClient()`` passed as
     ``http_client=`` (the user's, closed here after the SDK). ``sdk_aiohttp``: ``AiohttpTransport()``.
+    ``sdk_otel``: its own client, reporting to :func:`otel_options`' tracer and meter.
     """
     from audian_fax_async import FaxClient
 
     if stack == "sdk":
         async with FaxClient(api_key=key, base_url=base_url) as client:
+            yield client
+    elif stack == "sdk_otel":
+        async with FaxClient(api_key=key, base_url=base_url, telemetry=otel_options()) as client:
             yield client
     elif stack == "sdk_http_client":
         async with httpx2.AsyncClient() as http, FaxClient(api_key=key, base_url=base_url, http_client=http) as client:

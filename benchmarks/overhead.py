@@ -4,7 +4,8 @@ The server is not the bottleneck, so what differs between the variants is the cl
 alternated, on asyncio and on uvloop: the SDK's ``download_all`` (listing, checks, sha256, fsync,
 manifest included) on its own client, on a stock ``httpx2.AsyncClient`` the user passes in, and on
 ``AiohttpTransport``; bare httpx2 and aiohttp loops; and both with the SDK's per-file guarantees added
-by hand (``*_checked``, see ``_baselines.py``). Files go to ``/dev/shm`` so that the disk does not
+by hand (``*_checked``, see ``_baselines.py``); and the SDK with an OpenTelemetry SDK tracer and
+meter configured (``sdk_otel``) beside the SDK without. Files go to ``/dev/shm`` so that the disk does not
 hide the client's cost (fsync is free there; on a real disk it costs every variant that does it the
 same).
 """
@@ -27,9 +28,9 @@ from ._servers import Backend, backend
 
 NAME = "overhead"
 TITLE = "2. Client overhead"
-#: The baselines, the SDK as users run it, and the SDK on AiohttpTransport with aiohttp's own 64 KiB read
-#: buffer (what the transport's 256 KiB default buys).
-KINDS = (*BASELINES, *SDK_STACKS, "sdk_aiohttp_64k")
+#: The baselines, the SDK as users run it, the SDK on AiohttpTransport with aiohttp's own 64 KiB read
+#: buffer (what the transport's 256 KiB default buys), and the SDK reporting spans and metrics.
+KINDS = (*BASELINES, *SDK_STACKS, "sdk_aiohttp_64k", "sdk_otel")
 
 
 @frozen
@@ -113,6 +114,7 @@ def run(params: Params) -> dict[str, Any]:
             "sdk_aiohttp_vs_aiohttp": ratio("sdk_aiohttp", "aiohttp"),
             "sdk_aiohttp_vs_sdk": ratio("sdk_aiohttp", "sdk"),
             "sdk_aiohttp_vs_sdk_aiohttp_64k": ratio("sdk_aiohttp", "sdk_aiohttp_64k"),
+            "sdk_otel_vs_sdk": ratio("sdk_otel", "sdk"),
             "httpx2_checked_vs_httpx2": ratio("httpx2_checked", "httpx2"),
             "aiohttp_vs_httpx2": ratio("aiohttp", "httpx2"),
             "aiohttp_checked_vs_aiohttp": ratio("aiohttp_checked", "aiohttp"),
@@ -125,6 +127,7 @@ def run(params: Params) -> dict[str, Any]:
         }
         own = ratios["sdk_http_client_vs_sdk"]
         bufsize = ratios["sdk_aiohttp_vs_sdk_aiohttp_64k"]
+        traced = ratios["sdk_otel_vs_sdk"]
         targets += [
             target("SDK vs the bare httpx2 loop", "≥ 1.0x", ratios["sdk_vs_httpx2"], ratios["sdk_vs_httpx2"] >= 1.0,
                    loop=loop, unit="x"),
@@ -137,6 +140,8 @@ def run(params: Params) -> dict[str, Any]:
                    loop=loop, unit="x"),
             target("AiohttpTransport's 256 KiB read buffer vs aiohttp's 64 KiB (SDK on AiohttpTransport)",
                    "report (no target)", bufsize, True, loop=loop, unit="x"),
+            target("SDK with an OpenTelemetry tracer and meter vs without", "≥ 0.95x (at most 5% overhead)",
+                   traced, traced >= 0.95, loop=loop, unit="x"),
         ]  # fmt: skip
     return {
         "params": {**params_json(params), "server": "nginx" if params.nginx else "emulator"},

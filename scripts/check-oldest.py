@@ -16,7 +16,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-RUNTIME_EXTRAS = ("cli", "emulator", "redis", "aiohttp")
+RUNTIME_EXTRAS = ("cli", "emulator", "redis", "aiohttp", "otel")
 
 
 def runtime_requirements(pyproject: Path) -> list[Requirement]:

@@ -48,6 +48,7 @@ INTROSPECTED = (
     "redis",
     "click",
     "rich",
+    "opentelemetry",
 )
 #: Packages whose classes' internal state (public names they set on themselves outside ``__init__``)
 #: the SDK must not write: the HTTP stack, where a response's or a connection's bookkeeping lives.

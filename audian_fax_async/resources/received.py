@@ -245,12 +245,17 @@ class Received(Resource):
                     await upload.write(chunk)
         """
         check_fax_id(fax_id)
-        async with self._client.download_slot():
-            document = DocumentStream(self._client, fax_id, options=options)
-            try:
-                yield document
-            finally:
-                await document.aclose()
+        telemetry = self._client._telemetry
+        with telemetry.download(self._client, fax_path(fax_id, "download"), fax_id, None, stream=True) as span:
+            asked = anyio.current_time()
+            async with self._client.download_slot():
+                with span.in_slot(anyio.current_time() - asked):
+                    document = DocumentStream(self._client, fax_id, options=options)
+                    document._span = span
+                    try:
+                        yield document
+                    finally:
+                        await document.aclose()
 
     def download_all(
         self,

@@ -35,6 +35,7 @@ from .._exceptions import (
     WebhookError,
 )
 from .._models import ReceivedFax, WebhookEvent
+from .._telemetry import NO_DELIVERY, Delivery, TelemetryOptions, telemetry_for
 from ._parse import header_lookup, parse_event, payload_format
 from ._store import DEFAULT_LEASE, DEFAULT_TTL, Claim, ClaimStatus, IdempotencyStore, MemoryIdempotencyStore
 
@@ -241,6 +242,8 @@ class WebhookReceiver(Generic[E]):
       the claim released, but the delivery was already acknowledged: the API will not retry it.
     * ``handle_unknown``: pass events of unknown types to the handler too (by default they are
       answered 200 and skipped).
+    * ``telemetry``: where the span of each delivery and the count of answers by outcome go (the
+      ``otel`` extra; the global OpenTelemetry providers by default).
     """
 
     @overload
@@ -257,6 +260,7 @@ class WebhookReceiver(Generic[E]):
         handle_unknown: bool = ...,
         ttl: float = ...,
         lease: float = ...,
+        telemetry: TelemetryOptions | None = ...,
     ) -> None: ...
 
     @overload
@@ -273,6 +277,7 @@ class WebhookReceiver(Generic[E]):
         handle_unknown: bool = ...,
         ttl: float = ...,
         lease: float = ...,
+        telemetry: TelemetryOptions | None = ...,
     ) -> None: ...
 
     def __init__(
@@ -288,6 +293,7 @@ class WebhookReceiver(Generic[E]):
         handle_unknown: bool = False,
         ttl: float = DEFAULT_TTL,
         lease: float = DEFAULT_LEASE,
+        telemetry: TelemetryOptions | None = None,
     ) -> None:
         if max_body_bytes < 1:
             raise InvalidRequestError(f"max_body_bytes must be >= 1, got {max_body_bytes!r}")
@@ -306,6 +312,7 @@ class WebhookReceiver(Generic[E]):
         self.ttl = ttl
         self.lease = lease
         self._outcomes: Counter[DeliveryOutcome] = Counter()
+        self._telemetry = telemetry_for(telemetry)
         self._bytes_received = 0
         self._pending = 0
         self._tg: anyio.abc.TaskGroup | None = None
@@ -347,12 +354,13 @@ class WebhookReceiver(Generic[E]):
         """
         lookup = header_lookup(headers)
         self._bytes_received += len(body)
-        early = self._check_headers(lookup)
-        if early is None and len(body) > self.max_body_bytes:
-            early = DeliveryResult(DeliveryOutcome.TOO_LARGE, f"body over {self.max_body_bytes} bytes")
-        if early is not None:
-            return self._count(early)
-        return self._count(await self._process(body, lookup))
+        with self._telemetry.delivery(lookup) as span:
+            result = self._check_headers(lookup)
+            if result is None and len(body) > self.max_body_bytes:
+                result = DeliveryResult(DeliveryOutcome.TOO_LARGE, f"body over {self.max_body_bytes} bytes")
+            if result is None:
+                result = await self._process(body, lookup)
+            return self._count(result, span)
 
     def _check_headers(self, headers: Mapping[str, str]) -> DeliveryResult | None:
         """The answers known from the headers alone: 415, or 413 when Content-Length says so."""
@@ -371,8 +379,10 @@ class WebhookReceiver(Generic[E]):
                 return DeliveryResult(DeliveryOutcome.TOO_LARGE, f"body over {self.max_body_bytes} bytes")
         return None
 
-    def _count(self, result: DeliveryResult) -> DeliveryResult:
+    def _count(self, result: DeliveryResult, span: Delivery = NO_DELIVERY) -> DeliveryResult:
         self._outcomes[result.outcome] += 1
+        self._telemetry.delivered(result.outcome.value)
+        span.answered(result.outcome.value, result.status_code, result.event)
         return result
 
     # -- the pipeline ------------------------------------------------------------------------
@@ -464,6 +474,7 @@ class WebhookReceiver(Generic[E]):
             logger.exception("background webhook handler failed for %s (%s)", event.dedupe_key, event.event)
             await self._release(claim)
             self._outcomes[DeliveryOutcome.FAILED] += 1
+            self._telemetry.delivered(DeliveryOutcome.FAILED.value)
             return
         except BaseException:
             await self._release(claim)
@@ -506,17 +517,18 @@ class WebhookReceiver(Generic[E]):
         headers: dict[str, str] = {}
         for raw_name, raw_value in scope.get("headers", ()):
             headers.setdefault(raw_name.decode("latin-1").lower(), raw_value.decode("latin-1"))
-        result = self._check_headers(headers)
-        if result is None:
-            try:
-                body = await self._read_body(receive)
-            except _Disconnected:
-                return  # the sender went away mid-body: nobody to answer
-            if body is None:
-                result = DeliveryResult(DeliveryOutcome.TOO_LARGE, f"body over {self.max_body_bytes} bytes")
-            else:
-                result = await self._process(body, headers)
-        await self._respond(send, self._count(result))
+        with self._telemetry.delivery(headers) as span:
+            result = self._check_headers(headers)
+            if result is None:
+                try:
+                    body = await self._read_body(receive)
+                except _Disconnected:
+                    return  # the sender went away mid-body: nobody to answer
+                if body is None:
+                    result = DeliveryResult(DeliveryOutcome.TOO_LARGE, f"body over {self.max_body_bytes} bytes")
+                else:
+                    result = await self._process(body, headers)
+            await self._respond(send, self._count(result, span))
 
     async def _read_body(self, receive: Receive) -> bytes | None:
         """The body, read chunk by chunk; ``None`` as soon as it passes ``max_body_bytes``."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib.util
+import json
 import logging
 import os
 import socket
@@ -146,3 +147,42 @@ def test_fastapi_example_under_uvicorns_default_loop_downloads_a_fax_the_emulato
     assert fax["status"] == "processed"
     assert health["ok"] is True and health["outcomes"] == {"accepted": 1}
     assert len(watcher.saved) == 1 and fax_id in watcher.saved[0]
+
+
+def json_documents(text: str) -> list[Any]:
+    """The JSON documents printed one after another (the console exporters' output)."""
+    decoder, found, at = json.JSONDecoder(), [], 0
+    while (at := text.find("{", at)) != -1:
+        document, at = decoder.raw_decode(text, at)
+        found.append(document)
+    return found
+
+
+def test_observability_example_prints_the_bulk_runs_span_tree_and_metrics(tmp_path: Path) -> None:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("AUDIAN_")}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "observability.py"), str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    documents = json_documents(done.stdout)
+    spans = [d for d in documents if "context" in d]
+    [bulk] = [s for s in spans if s["name"] == "received.download_all"]
+    downloads = [s for s in spans if s["name"] == "received.download"]
+    assert len(downloads) == 6 == len(list(tmp_path.glob("*.pdf")))
+    assert all(s["parent_id"] == bulk["context"]["span_id"] for s in spans if s is not bulk)
+    assert sorted(e["name"] for s in downloads for e in s["events"]) == ["audian.retry", "audian.retry"]
+    [exported] = [d for d in documents if "resource_metrics" in d]
+    points = {
+        metric["name"]: metric["data"]["data_points"]
+        for resource in exported["resource_metrics"]
+        for scope in resource["scope_metrics"]
+        for metric in scope["metrics"]
+    }
+    assert [p["value"] for p in points["audian.bulk.outcomes"]] == [6]
+    assert [p["value"] for p in points["audian.downloads.in_flight"]] == [0]
+    assert sum(p["value"] for p in points["audian.retries"]) == 2
+    assert "6 faxes saved" in done.stderr
