@@ -5,18 +5,27 @@ Spans are started with ``Tracer.start_span`` and made current with ``context.att
 the same task); an attribute is built only when ``span.is_recording()``. While no tracer provider is
 configured (the API's proxy or no-op one) no span is started at all. Instruments are made once per
 :class:`OtelTelemetry` (one per ``TelemetryOptions``).
+
+Downloads in flight, bytes downloaded and bulk outcomes are counted in plain integers and reported
+by observable instruments when a reader collects (:class:`_Counts`, one per meter provider): a
+synchronous measurement costs tens of microseconds in the OpenTelemetry SDK (its exemplars), and a
+download would otherwise take four of them besides its two histograms.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Mapping, MutableMapping
+import weakref
+from collections import Counter
+from collections.abc import Iterable, Mapping, MutableMapping
 from contextlib import AbstractContextManager
 from contextvars import Token
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, ClassVar, Self
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, propagate, trace
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from . import _telemetry as names
@@ -44,9 +53,7 @@ class OtelTelemetry(Telemetry):
         self._tracer_provider = options.tracer_provider
         self.tracer = trace.get_tracer(names.SCOPE, __version__, tracer_provider=options.tracer_provider)
         meter = metrics.get_meter(names.SCOPE, __version__, meter_provider=options.meter_provider)
-        self.in_flight = meter.create_up_down_counter(
-            names.IN_FLIGHT[0], unit=names.IN_FLIGHT[1], description="Downloads holding a slot right now"
-        )
+        self.counts = _Counts.of(options.meter_provider, meter)
         self.slot_wait = meter.create_histogram(
             names.SLOT_WAIT[0],
             unit=names.SLOT_WAIT[1],
@@ -59,19 +66,13 @@ class OtelTelemetry(Telemetry):
             description="Time to download one document, retries included",
             explicit_bucket_boundaries_advisory=names.SECONDS_BUCKETS,
         )
-        self.bytes = meter.create_counter(
-            names.BYTES[0], unit=names.BYTES[1], description="Bytes of documents downloaded"
-        )
         self.retries = meter.create_counter(
             names.RETRIES[0], unit=names.RETRIES[1], description="Retries of API calls, by reason"
-        )
-        self.outcomes = meter.create_counter(
-            names.OUTCOMES[0], unit=names.OUTCOMES[1], description="Faxes of bulk downloads, by outcome"
         )
         self.deliveries = meter.create_counter(
             names.DELIVERIES[0], unit=names.DELIVERIES[1], description="Webhook deliveries answered, by outcome"
         )
-        self.hold = _Hold(self)
+        self.hold = _Hold(self.counts)
 
     def tracing(self) -> bool:
         """Whether a tracer provider is configured (the global one is looked up each time: it may
@@ -101,19 +102,91 @@ class OtelTelemetry(Telemetry):
         self.deliveries.add(1, {names.WEBHOOK_OUTCOME: outcome})
 
 
+class _Counts:
+    """Downloads in flight, bytes downloaded and bulk outcomes of every client reporting to one meter
+    provider, read by its observable instruments when a reader collects. Updated from the event
+    loops, read from the reader's thread (plain integers under a lock)."""
+
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+    _global: ClassVar[_Counts | None] = None
+    _by_provider: ClassVar[weakref.WeakKeyDictionary[object, _Counts]] = weakref.WeakKeyDictionary()
+
+    def __init__(self, meter: Meter) -> None:
+        self.lock = threading.Lock()
+        self.in_flight = 0
+        self.bytes = 0
+        self.outcomes: Counter[str] = Counter()
+        meter.create_observable_up_down_counter(
+            names.IN_FLIGHT[0],
+            callbacks=[self._observe_in_flight],
+            unit=names.IN_FLIGHT[1],
+            description="Downloads holding a slot right now",
+        )
+        meter.create_observable_counter(
+            names.BYTES[0],
+            callbacks=[self._observe_bytes],
+            unit=names.BYTES[1],
+            description="Bytes of documents downloaded",
+        )
+        meter.create_observable_counter(
+            names.OUTCOMES[0],
+            callbacks=[self._observe_outcomes],
+            unit=names.OUTCOMES[1],
+            description="Faxes of bulk downloads, by outcome",
+        )
+
+    @classmethod
+    def of(cls, provider: object | None, meter: Meter) -> _Counts:
+        """The counts of ``provider`` (None: the global one), made with its instruments the first
+        time: an observable instrument made twice under one name would report only once."""
+        with cls._lock:
+            if provider is None:
+                if cls._global is None:
+                    cls._global = cls(meter)
+                return cls._global
+            found = cls._by_provider.get(provider)
+            if found is None:
+                found = cls._by_provider[provider] = cls(meter)
+            return found
+
+    def add_in_flight(self, change: int) -> None:
+        with self.lock:
+            self.in_flight += change
+
+    def add_download(self, size: int) -> None:
+        with self.lock:
+            self.bytes += size
+
+    def add_outcome(self, kind: str) -> None:
+        with self.lock:
+            self.outcomes[kind] += 1
+
+    def _observe_in_flight(self, _: CallbackOptions) -> Iterable[Observation]:
+        with self.lock:
+            return [Observation(self.in_flight)]
+
+    def _observe_bytes(self, _: CallbackOptions) -> Iterable[Observation]:
+        with self.lock:
+            return [Observation(self.bytes)]
+
+    def _observe_outcomes(self, _: CallbackOptions) -> Iterable[Observation]:
+        with self.lock:
+            return [Observation(count, {names.OUTCOME: kind}) for kind, count in self.outcomes.items()]
+
+
 class _Hold:
     """A download holding its slot: one more in flight for the block."""
 
-    __slots__ = ("_counter",)
+    __slots__ = ("_counts",)
 
-    def __init__(self, telemetry: OtelTelemetry) -> None:
-        self._counter = telemetry.in_flight
+    def __init__(self, counts: _Counts) -> None:
+        self._counts = counts
 
     def __enter__(self) -> None:
-        self._counter.add(1)
+        self._counts.add_in_flight(1)
 
     def __exit__(self, *exc_info: object) -> None:
-        self._counter.add(-1)
+        self._counts.add_in_flight(-1)
 
 
 def _failed(span: trace.Span, attributes: Attributes, exc: BaseException) -> None:
@@ -241,7 +314,7 @@ class _Download(_Call):
             time.perf_counter() - self._started, {names.ERROR_TYPE: error_type(exc)} if exc is not None else None
         )
         if self._size is not None:
-            telemetry.bytes.add(self._size[0])
+            telemetry.counts.add_download(self._size[0])
         super().__exit__(exc_type, exc, tb)
 
 
@@ -261,7 +334,7 @@ class _Bulk(Bulk):
             otel_context.attach(trace.set_span_in_context(self._span))
 
     def outcome(self, kind: str) -> None:
-        self._telemetry.outcomes.add(1, {names.OUTCOME: kind})
+        self._telemetry.counts.add_outcome(kind)
 
     def end(self, counts: Mapping[str, int], exc: BaseException | None) -> None:
         span = self._span

@@ -177,3 +177,19 @@ async def test_the_calls_made_under_an_applications_span_are_its_children(
     for child in (get_in_download, download):
         assert child.parent is not None and child.parent.span_id == parent.get_span_context().span_id
     assert after.parent is None  # the application's span had ended: the SDK left no context behind
+
+
+async def test_clients_of_different_options_on_one_meter_provider_are_all_counted(
+    emulator: Emulator, admin: AdminClient, key: str, otel: Telemetry, tmp_path: Path
+) -> None:
+    faxes = admin.inject(key, count=2, pages=1)
+    other = TelemetryOptions(
+        tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider, sender_numbers=True
+    )
+    second = FaxClient(key, base_url=emulator.base_url, telemetry=other)
+    async with make_client(emulator, key, otel) as first, second:
+        await first.received.download(faxes[0]["id"], tmp_path)
+        await second.received.download(faxes[1]["id"], tmp_path)
+    assert otel.total("audian.download.bytes") == sum(f["file_size"] for f in faxes)
+    assert otel.total("audian.downloads.in_flight") == 0
+    assert [p.count for p in otel.points("audian.download.duration")] == [2]
