@@ -449,6 +449,9 @@ def _attach_optional_commands() -> None:
     from ._demo import demo_command
 
     cli.add_command(demo_command, "demo")
+    from ._mirror import mirror_group
+
+    cli.add_command(mirror_group, "mirror")
 
 
 _attach_optional_commands()
