@@ -27,8 +27,7 @@ from .._exceptions import InvalidRequestError
 from .._models import WebhookEventType
 from ..mirror import Mirror, MirrorEvent, MirrorStatus, read_status
 from ..webhooks._receiver import _allow_list
-from ._app import TEMPLATE_FIELDS, _check_template
-from ._common import Settings, fail, run_async, visible
+from ._common import TEMPLATE_FIELDS, Settings, check_template_option, fail, run_async, visible
 
 __all__ = ["mirror_group", "parse_senders", "webhook_url"]
 
@@ -116,7 +115,7 @@ def mirror_group() -> None:
 )
 @click.option(
     "--path-template",
-    callback=_check_template,
+    callback=check_template_option,
     help="File layout, e.g. '{received_at:%Y/%m/%d}/{id}.{ext}' (fields: " + ", ".join(TEMPLATE_FIELDS) + ").",
 )
 @click.option("--redis", "redis_url", metavar="URL", help="Share the limit and de-duplication through Redis.")
@@ -223,6 +222,9 @@ async def _run(settings: Settings, dest: Path, opts: dict[str, Any]) -> None:
     async with AsyncExitStack() as stack:
         limiter, store = await stack.enter_async_context(_redis(opts["redis_url"]))
         client = await stack.enter_async_context(settings.client(limiter=limiter) if limiter else settings.client())
+        sock = _bind(opts["host"], opts["port"])
+        stack.callback(sock.close)
+        port = sock.getsockname()[1]
         mirror = Mirror(
             client,
             dest,
@@ -233,11 +235,10 @@ async def _run(settings: Settings, dest: Path, opts: dict[str, Any]) -> None:
             allow_senders=opts["allow_senders"],
             path_template=opts["path_template"],
             shared_store=store,
+            instance=f"{socket.gethostname()}-{port}" if store is not None else None,
             grace_period=opts["grace"],
             on_event=_print_event(as_json),
         )
-        sock = _bind(opts["host"], opts["port"])
-        stack.callback(sock.close)
         server = _Server(uvicorn.Config(mirror.app, log_config=None, access_log=False, lifespan="off"))
         served = anyio.Event()
 

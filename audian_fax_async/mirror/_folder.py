@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .._exceptions import DestinationError
 from .._manifest import MANIFEST_NAME, Manifest
-from ._state import JOURNAL_NAME, STATE_NAME, FolderLock, Journal, load_state
+from ._state import STATE_NAME, FolderLock, journal_paths, load_state, read_journal
 from ._status import FaxCounts, MirrorStatus, WebhookCounts
 
 __all__ = ["read_status"]
@@ -22,17 +22,22 @@ def read_status(dest_dir: str | os.PathLike[str]) -> MirrorStatus:
     Raises :class:`~audian_fax_async.DestinationError` if the folder is not a mirror's.
     """
     folder = Path(dest_dir)
-    if not any((folder / name).exists() for name in (STATE_NAME, JOURNAL_NAME, MANIFEST_NAME)):
+    if not any((folder / name).exists() for name in (STATE_NAME, MANIFEST_NAME)) and not journal_paths(folder):
         raise DestinationError(f"{folder} is not a mirror folder (no {STATE_NAME} or {MANIFEST_NAME})")
     complete = Manifest(folder).load()
-    journal = Journal(folder).load()
+    queued: set[str] = set()
+    refused: set[str] = set()
+    for path in journal_paths(folder):
+        journal = read_journal(path)
+        queued.update(journal.queued)
+        refused.update(journal.refused)
     state = load_state(folder)
     return MirrorStatus(
         state="running" if FolderLock.held(folder) else "stopped",
         faxes=FaxCounts(
             complete=len(complete),
-            queued=sum(1 for fax_id in journal.queued if fax_id not in complete),
-            refused=len(journal.refused),
+            queued=len(queued - complete.keys()),
+            refused=len(refused),
         ),
         webhooks=WebhookCounts(),
         high_water_mark=state.high_water_mark,

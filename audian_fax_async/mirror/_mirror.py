@@ -20,6 +20,7 @@ import hashlib
 import logging
 import math
 import os
+import socket
 from collections.abc import Awaitable, Callable, Collection
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
@@ -146,7 +147,9 @@ class Mirror:
     * ``path_template``: the file layout, as in ``download_all``.
     * ``shared_store``: a store shared by every mirror of this folder (``RedisIdempotencyStore``):
       deliveries are de-duplicated in it and each fax is claimed in it before its download, so
-      several mirrors can serve one folder; give their clients one ``RedisLimiter`` too.
+      several mirrors can serve one folder; give their clients one ``RedisLimiter`` too. Each then
+      keeps its own journal, named by ``instance`` (default: the host name; give each mirror on
+      one host its own, stable across restarts).
     * ``on_event``: called with a :class:`MirrorEvent` for each fax downloaded, failed, refused
       or archived.
     * ``clock`` (aware ``datetime``) and ``sleep`` are injectable for tests.
@@ -164,6 +167,7 @@ class Mirror:
         allow_senders: Collection[str] | None = None,
         path_template: str | None = None,
         shared_store: IdempotencyStore | None = None,
+        instance: str | None = None,
         grace_period: float = 30.0,
         claim_lease: float = 600.0,
         page_size: int = 100,
@@ -219,7 +223,9 @@ class Mirror:
         self.app = MirrorApp(self)
         """The ASGI app of the mirror's receiver: ``POST /webhook`` and ``GET /healthz``."""
         self._lock = FolderLock(self.dest_dir)
-        self._journal = Journal(self.dest_dir)
+        if shared_store is not None and instance is None:
+            instance = socket.gethostname()
+        self._journal = Journal(self.dest_dir, instance if shared_store is not None else None)
         self._pending: dict[str, ReceivedFax] = {}
         self._refused: dict[str, str] = {}
         self._failed: dict[str, str] = {}

@@ -29,6 +29,7 @@ from .._converter import format_datetime, parse_datetime, structure, unstructure
 from .._download import fsync_dir
 from .._exceptions import DestinationError, ValidationError
 from .._models import ReceivedFax
+from .._paths import safe_component
 
 __all__ = [
     "JOURNAL_NAME",
@@ -40,6 +41,8 @@ __all__ = [
     "MirrorState",
     "SweepRecord",
     "advance_mark",
+    "journal_name",
+    "journal_paths",
     "load_state",
     "save_state",
     "sweep_from",
@@ -190,35 +193,56 @@ class JournalContents:
     refused: dict[str, str]
 
 
-class Journal:
-    """The folder's journal of queued and refused faxes (blocking methods: call from a thread)."""
+def read_journal(path: Path) -> JournalContents:
+    """The queued and refused faxes of the journal at ``path``; torn or foreign lines are skipped."""
+    queued: dict[str, ReceivedFax] = {}
+    refused: dict[str, str] = {}
+    raw = _read_small(path, limit=1 << 30)
+    for line in (raw or b"").splitlines():
+        try:
+            data = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(data, dict):
+            continue
+        if isinstance(data.get("queued"), dict):
+            try:
+                fax = structure(data["queued"], ReceivedFax)
+            except ValidationError:
+                continue
+            queued[fax.id] = fax
+        elif isinstance(data.get("refused"), str) and isinstance(data.get("from_number"), str):
+            refused[data["refused"]] = data["from_number"]
+    return JournalContents(queued, refused)
 
-    def __init__(self, folder: Path) -> None:
-        self.path = folder / JOURNAL_NAME
+
+def journal_name(instance: str | None) -> str:
+    """The journal's file name: the folder's own, or one per instance of mirrors sharing it."""
+    if instance is None:
+        return JOURNAL_NAME
+    stem, suffix = JOURNAL_NAME.rsplit(".", 1)
+    return f"{stem}-{safe_component(instance)}.{suffix}"
+
+
+def journal_paths(folder: Path) -> list[Path]:
+    """Every journal in ``folder`` (the folder's own and those of sharing instances)."""
+    stem, suffix = JOURNAL_NAME.rsplit(".", 1)
+    found = [folder / JOURNAL_NAME] if (folder / JOURNAL_NAME).exists() else []
+    return found + sorted(folder.glob(f"{stem}-*.{suffix}"))
+
+
+class Journal:
+    """A journal of queued and refused faxes (blocking methods: call from a thread). Mirrors that
+    share a folder each keep their own (``instance``), so that none rewrites another's."""
+
+    def __init__(self, folder: Path, instance: str | None = None) -> None:
+        self.path = folder / journal_name(instance)
         self._fd: int | None = None
         self._lock = threading.Lock()  # appends and rewrites come from several worker threads
 
     def load(self) -> JournalContents:
         """Every queued and refused fax; torn or foreign lines are skipped."""
-        queued: dict[str, ReceivedFax] = {}
-        refused: dict[str, str] = {}
-        raw = _read_small(self.path, limit=1 << 30)
-        for line in (raw or b"").splitlines():
-            try:
-                data = json.loads(line)
-            except ValueError:
-                continue
-            if not isinstance(data, dict):
-                continue
-            if isinstance(data.get("queued"), dict):
-                try:
-                    fax = structure(data["queued"], ReceivedFax)
-                except ValidationError:
-                    continue
-                queued[fax.id] = fax
-            elif isinstance(data.get("refused"), str) and isinstance(data.get("from_number"), str):
-                refused[data["refused"]] = data["from_number"]
-        return JournalContents(queued, refused)
+        return read_journal(self.path)
 
     def _line(self, data: dict[str, object]) -> bytes:
         return json.dumps(data, separators=(",", ":")).encode() + b"\n"
