@@ -332,9 +332,9 @@ def test_allow_senders_takes_numbers_lists_and_files(tmp_path: Path) -> None:
         "+1 202 555 0100",
         "+442071234567",
     ]
-    with pytest.raises(click.BadParameter, match="neither an E.164 number nor a readable file"):
+    with pytest.raises(click.BadParameter, match=r"neither an E\.164 number nor a readable file"):
         parse_senders([str(tmp_path / "missing.txt")])
-    with pytest.raises(click.BadParameter, match="not an E.164 number"):
+    with pytest.raises(click.BadParameter, match=r"not an E\.164 number"):
         parse_senders(["12345"])
 
 

@@ -131,24 +131,26 @@ async def test_a_failed_download_holds_the_mark_back_and_the_next_sweep_retries_
     mirror_emulator: Emulator, admin: AdminClient, key: str, tmp_path: Path
 ) -> None:
     events: list[MirrorEvent] = []
-    async with FaxClient(key, base_url=mirror_emulator.base_url, max_retries=0) as client:
-        async with Mirror(client, tmp_path, reconcile_every=3600, safety_margin=0, on_event=events.append) as mirror:
-            await mirror.caught_up()
-            mark = mirror.status().high_water_mark
-            assert mark is not None
-            at = [(mark + timedelta(minutes=n)).isoformat().replace("+00:00", "Z") for n in (1, 2, 3)]
-            injected = {f["id"]: f for f in admin.inject(key, faxes=[{"received_at": when} for when in at])}
-            admin.script("download", [500], key=key)  # the first download of the sweep fails
-            record = await mirror.sweep()
-            assert (record.result, record.downloaded, record.failed) == ("incomplete", 2, 1)
-            [failed] = [e.fax_id for e in events if e.kind is MirrorEventKind.FAILED]
-            held = mirror.status()
-            assert held.faxes.failed == 1
-            assert held.high_water_mark == datetime.fromisoformat(injected[failed]["received_at"])  # not past it
-            retried = await mirror.sweep()
-            assert (retried.result, retried.downloaded, retried.failed) == ("ok", 1, 0)
-            assert mirror.status().faxes.failed == 0
-            assert mirror.status().high_water_mark == mark + timedelta(minutes=3)
+    async with (
+        FaxClient(key, base_url=mirror_emulator.base_url, max_retries=0) as client,
+        Mirror(client, tmp_path, reconcile_every=3600, safety_margin=0, on_event=events.append) as mirror,
+    ):
+        await mirror.caught_up()
+        mark = mirror.status().high_water_mark
+        assert mark is not None
+        at = [(mark + timedelta(minutes=n)).isoformat().replace("+00:00", "Z") for n in (1, 2, 3)]
+        injected = {f["id"]: f for f in admin.inject(key, faxes=[{"received_at": when} for when in at])}
+        admin.script("download", [500], key=key)  # the first download of the sweep fails
+        record = await mirror.sweep()
+        assert (record.result, record.downloaded, record.failed) == ("incomplete", 2, 1)
+        [failed] = [e.fax_id for e in events if e.kind is MirrorEventKind.FAILED]
+        held = mirror.status()
+        assert held.faxes.failed == 1
+        assert held.high_water_mark == datetime.fromisoformat(injected[failed]["received_at"])  # not past it
+        retried = await mirror.sweep()
+        assert (retried.result, retried.downloaded, retried.failed) == ("ok", 1, 0)
+        assert mirror.status().faxes.failed == 0
+        assert mirror.status().high_water_mark == mark + timedelta(minutes=3)
     assert len(pdfs(tmp_path)) == ACCOUNT_FAXES + 3
 
 
@@ -276,6 +278,6 @@ async def test_bad_arguments_are_refused_before_anything_runs(client: FaxClient,
 
     for bad in ({"reconcile_every": 0}, {"safety_margin": -1}, {"archive_after": 0}, {"allow_senders": ["555"]}):
         with pytest.raises(InvalidRequestError):
-            Mirror(client, tmp_path, **bad)  # type: ignore[arg-type]
+            Mirror(client, tmp_path, **bad)
     with pytest.raises(InvalidRequestError):
         Mirror(client, tmp_path, after="deleted")  # type: ignore[arg-type]
