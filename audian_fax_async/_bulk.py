@@ -443,15 +443,15 @@ class BulkDownload:
         self.progress.retries += 1
 
     async def _mark(self, fax: ReceivedFax, entry: ManifestEntry) -> FaxStatus | None:
-        """Mark the fax on the server once its file is durably on disk (``after=``)."""
+        """Mark the fax on the server once its file is durably on disk (``after=``); a fax already
+        archived (on the server or by an earlier run) is left archived."""
         if self._after is None:
             return None
         target = FaxStatus(self._after)
         if entry.marked == target.value:
             return target
-        if entry.marked == FaxStatus.ARCHIVED.value:
+        if target is FaxStatus.PROCESSED and FaxStatus.ARCHIVED.value in (entry.marked, fax.status):
             return FaxStatus.ARCHIVED  # archived is past processed: never moved back
-
         if target is FaxStatus.ARCHIVED:
             await self._client.received.archive(fax.id, **self._options)
         else:

@@ -177,15 +177,18 @@ async def test_faxes_from_senders_not_allowed_are_recorded_as_refused_not_downlo
     assert read_status(tmp_path).faxes.refused == len(refused)
 
 
-async def test_after_processed_marks_each_fax_once_its_file_is_durable(
+async def test_after_processed_marks_each_fax_once_its_file_is_durable_and_leaves_archived_ones(
     client: FaxClient, admin: AdminClient, key: str, tmp_path: Path
 ) -> None:
+    archived = {f["id"] for f in admin.inject(key, count=2, status="archived")}
     async with Mirror(client, tmp_path, after="processed") as mirror:
         await mirror.caught_up()
     statuses = {fax.id: fax.status async for fax in client.received.iter()}
-    assert set(statuses.values()) == {FaxStatus.PROCESSED}
+    assert {statuses[fax_id] for fax_id in archived} == {FaxStatus.ARCHIVED}  # never moved back
+    generated_archived = {fax_id for fax_id, status in statuses.items() if status == FaxStatus.ARCHIVED}
+    assert {statuses[fax_id] for fax_id in set(statuses) - generated_archived} == {FaxStatus.PROCESSED}
     marked = {line["id"] for line in manifest_lines(tmp_path) if line["marked"] == "processed"}
-    assert marked == set(statuses) == set(pdfs(tmp_path))
+    assert marked == set(statuses) - generated_archived and set(statuses) == set(pdfs(tmp_path))
 
 
 async def test_archive_after_archives_verified_old_faxes_and_never_moves_them_back(
@@ -206,6 +209,7 @@ async def test_a_file_that_no_longer_matches_its_manifest_is_not_archived(
 ) -> None:
     async with Mirror(client, tmp_path) as mirror:
         await mirror.caught_up()
+    before = {fax.id: fax.status async for fax in client.received.iter()}  # generated: some archived already
     victim = sorted(tmp_path.glob("*.pdf"))[0]
     data = bytearray(victim.read_bytes())
     data[-10] ^= 0xFF  # same size, other bytes
@@ -214,7 +218,7 @@ async def test_a_file_that_no_longer_matches_its_manifest_is_not_archived(
     async with Mirror(client, tmp_path, archive_after=1, clock=lambda: later) as mirror:
         await mirror.caught_up()
     statuses = {fax.id: fax.status async for fax in client.received.iter()}
-    assert statuses.pop(victim.stem) == FaxStatus.RECEIVED
+    assert statuses.pop(victim.stem) == before[victim.stem]
     assert set(statuses.values()) == {FaxStatus.ARCHIVED}
 
 
