@@ -22,6 +22,7 @@ from typing import Any
 import anyio
 import click
 
+from .._bulk import _single_error
 from .._converter import format_datetime
 from .._exceptions import InvalidRequestError
 from .._models import WebhookEventType
@@ -209,16 +210,7 @@ async def _redis(url: str | None) -> AsyncIterator[tuple[Any, Any]]:
 
 @run_async
 async def _run(settings: Settings, dest: Path, opts: dict[str, Any]) -> None:
-    import uvicorn
-
-    class _Server(uvicorn.Server):
-        # This command owns SIGTERM and SIGINT: the server must keep answering while the mirror drains.
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:
-            yield
-
     as_json: bool = opts["as_json"]
-    stop = anyio.Event()
     async with AsyncExitStack() as stack:
         limiter, store = await stack.enter_async_context(_redis(opts["redis_url"]))
         client = await stack.enter_async_context(settings.client(limiter=limiter) if limiter else settings.client())
@@ -239,50 +231,75 @@ async def _run(settings: Settings, dest: Path, opts: dict[str, Any]) -> None:
             grace_period=opts["grace"],
             on_event=_print_event(as_json),
         )
-        server = _Server(uvicorn.Config(mirror.app, log_config=None, access_log=False, lifespan="off"))
-        served = anyio.Event()
-
-        async def watch_signals() -> None:
-            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                async for _ in signals:
-                    stop.set()  # a second signal changes nothing: the grace period bounds the stop
-
-        async def serve() -> None:
-            try:
-                await server.serve(sockets=[sock])
-            finally:
-                served.set()
-
-        async def print_status() -> None:
-            while True:
-                await anyio.sleep(opts["status_every"])
-                _print_status(mirror.status(), as_json)
-
-        async with anyio.create_task_group() as signals:
-            signals.start_soon(watch_signals)
-            async with anyio.create_task_group() as serving:
-                serving.start_soon(serve)
-                while not server.started:
-                    if served.is_set():
-                        raise click.ClickException("the webhook receiver stopped while starting")
-                    await anyio.sleep(0.01)
-                try:
-                    async with mirror:
-                        _banner(dest, sock)
-                        if opts["register_webhook"]:
-                            hook = await client.webhooks.create(
-                                url=webhook_url(opts["register_webhook"]), events=[WebhookEventType.FAX_RECEIVED]
-                            )
-                            click.echo(f"registered webhook {visible(hook.id or '')} for {visible(hook.url)}", err=True)
-                        async with anyio.create_task_group() as printing:
-                            printing.start_soon(print_status)
-                            await stop.wait()
-                            printing.cancel_scope.cancel()
-                        click.echo("stopping: deliveries get 503, downloads in flight finish", err=True)
-                finally:
-                    server.should_exit = True  # once the mirror has drained (the receiver answered 503 meanwhile)
-            signals.cancel_scope.cancel()
+        try:
+            await _serve(mirror, sock, opts)
+        except BaseExceptionGroup as group:
+            # The command's task groups are its own business: an error is raised (and shown) as itself.
+            single = _single_error(group)
+            if single is None:
+                raise
+            raise single from single.__cause__
         _print_status(mirror.status(), as_json)
+
+
+async def _serve(mirror: Mirror, sock: socket.socket, opts: dict[str, Any]) -> None:
+    """Serve the mirror's app until SIGTERM or SIGINT; the server answers (503) while it drains."""
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        # This command owns SIGTERM and SIGINT: the server must keep answering while the mirror drains.
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    server = _Server(uvicorn.Config(mirror.app, log_config=None, access_log=False, lifespan="off"))
+    stop, served = anyio.Event(), anyio.Event()
+
+    async def watch_signals() -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for _ in signals:
+                stop.set()  # a second signal changes nothing: the grace period bounds the stop
+
+    async def serve() -> None:
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            served.set()
+
+    async with anyio.create_task_group() as signals:
+        signals.start_soon(watch_signals)
+        async with anyio.create_task_group() as serving:
+            serving.start_soon(serve)
+            while not server.started:
+                if served.is_set():
+                    raise click.ClickException("the webhook receiver stopped while starting")
+                await anyio.sleep(0.01)
+            try:
+                async with mirror:
+                    await _running(mirror, sock, opts, stop)
+            finally:
+                server.should_exit = True  # once the mirror has drained
+        signals.cancel_scope.cancel()
+
+
+async def _running(mirror: Mirror, sock: socket.socket, opts: dict[str, Any], stop: anyio.Event) -> None:
+    """While the mirror runs: the banner, the webhook subscription, status lines, until ``stop``."""
+    _banner(mirror.dest_dir, sock)
+    if opts["register_webhook"]:
+        url = webhook_url(opts["register_webhook"])
+        hook = await mirror.client.webhooks.create(url=url, events=[WebhookEventType.FAX_RECEIVED])
+        click.echo(f"registered webhook {visible(hook.id or '')} for {visible(hook.url)}", err=True)
+
+    async def print_status() -> None:
+        while True:
+            await anyio.sleep(opts["status_every"])
+            _print_status(mirror.status(), opts["as_json"])
+
+    async with anyio.create_task_group() as printing:
+        printing.start_soon(print_status)
+        await stop.wait()
+        printing.cancel_scope.cancel()
+    click.echo("stopping: deliveries get 503, downloads in flight finish", err=True)
 
 
 @mirror_group.command("status")

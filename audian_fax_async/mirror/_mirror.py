@@ -33,7 +33,13 @@ import anyio.abc
 import attrs
 
 from .._bulk import AfterAction, BulkDownload, ManifestEntry, _single_error
-from .._exceptions import AudianError, DestinationError, InvalidRequestError
+from .._exceptions import (
+    AudianError,
+    AuthenticationError,
+    DestinationError,
+    InvalidRequestError,
+    PermissionDeniedError,
+)
 from .._models import DownloadOutcome, FaxStatus, OutcomeKind, ReceivedFax, WebhookEventType
 from ..webhooks._receiver import ConfirmedEvent, DeliveryOutcome, WebhookReceiver, _allow_list, normalize_number
 from ..webhooks._store import DEFAULT_TTL, Claim, ClaimStatus, IdempotencyStore, MemoryIdempotencyStore
@@ -153,6 +159,9 @@ class Mirror:
     * ``on_event``: called with a :class:`MirrorEvent` for each fax downloaded, failed, refused
       or archived.
     * ``clock`` (aware ``datetime``) and ``sleep`` are injectable for tests.
+
+    A sweep whose listing fails is recorded (``last_sweep``) and the next one tries again; a key
+    the API refuses (401, 403) ends the mirror, raising that error from the ``async with`` block.
     """
 
     def __init__(
@@ -277,11 +286,6 @@ class Mirror:
             high_water_mark=self._state.high_water_mark,
             last_sweep=self._state.last_sweep,
         )
-
-    @property
-    def highest_concurrent_downloads(self) -> int:
-        """The most downloads this mirror ran at once."""
-        return self._gate.highest_in_use if self._gate is not None else 0
 
     def count_unavailable(self) -> None:
         """A delivery answered 503 before reaching the receiver (the app's, while not accepting)."""
@@ -575,6 +579,8 @@ class Mirror:
                 try:
                     async for fax in self.client.received.iter(page_size=self._page_size, from_date=since):
                         await self._consider(sweep, fax)
+                except (AuthenticationError, PermissionDeniedError):
+                    raise  # a key the API refuses: no later sweep can do better
                 except AudianError as exc:
                     error = f"{type(exc).__name__}: {exc}"
                     logger.warning("sweep stopped after %d faxes: %s", sweep.listed, error)

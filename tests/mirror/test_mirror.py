@@ -285,3 +285,30 @@ async def test_bad_arguments_are_refused_before_anything_runs(client: FaxClient,
             Mirror(client, tmp_path, **bad)
     with pytest.raises(InvalidRequestError):
         Mirror(client, tmp_path, after="deleted")  # type: ignore[arg-type]
+
+
+async def test_an_xml_delivery_is_taken_like_a_json_one(
+    client: FaxClient, admin: AdminClient, key: str, tmp_path: Path
+) -> None:
+    async with Mirror(client, tmp_path) as mirror, receiver_client(mirror) as http:
+        await mirror.caught_up()
+        fax = admin.arrive(key)
+        fields = ("event", "id", "from_number", "to_number", "pages", "received_at", "file_size", "format")
+        values = {"event": "fax_received", **fax}
+        xml = "".join(f"<{name}>{values[name]}</{name}>" for name in fields)
+        body = f'<?xml version="1.0" encoding="UTF-8"?><event>{xml}</event>'.encode()
+        answer = await http.post("/webhook", content=body, headers={"Content-Type": "application/xml"})
+        assert answer.status_code == 200, answer.text
+        await eventually(lambda: (tmp_path / f"{fax['id']}.pdf").exists(), "the delivered fax on disk")
+
+
+async def test_a_key_the_api_refuses_ends_the_mirror_with_that_error(
+    client: FaxClient, admin: AdminClient, key: str, tmp_path: Path
+) -> None:
+    from audian_fax_async import AuthenticationError
+
+    admin.script("list", [401], key=key)
+    with pytest.raises(AuthenticationError):
+        async with Mirror(client, tmp_path) as mirror:
+            await mirror.caught_up()
+    assert not any(tmp_path.glob("*.pdf"))
