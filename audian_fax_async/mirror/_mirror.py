@@ -247,8 +247,10 @@ class Mirror:
         self._queue: WorkQueue | None = None
         self._gate: PriorityGate | None = None
         self._tg: anyio.abc.TaskGroup | None = None
-        self._sweep_scope = anyio.CancelScope()
-        self._engine_scope = anyio.CancelScope()
+        # Made when entered: anyio's primitives belong to a running event loop, and a mirror is
+        # often made before one runs (to mount its app).
+        self._sweep_scope: anyio.CancelScope | None = None
+        self._engine_scope: anyio.CancelScope | None = None
         self._sweep_lock: anyio.Lock | None = None
         self._caught_up: anyio.Event | None = None
         self._engine_done: anyio.Event | None = None
@@ -298,6 +300,7 @@ class Mirror:
             raise RuntimeError("a Mirror can be run only once")
         self._entered = True
         self._queue = WorkQueue(sweep_capacity=2 * self._capacity)
+        self._sweep_scope, self._engine_scope = anyio.CancelScope(), anyio.CancelScope()
         self._gate = PriorityGate(self._capacity)
         self._sweep_lock = anyio.Lock()
         self._caught_up = anyio.Event()
@@ -365,6 +368,7 @@ class Mirror:
 
     async def _drain(self) -> None:
         assert self._queue is not None and self._engine_done is not None
+        assert self._sweep_scope is not None and self._engine_scope is not None
         self.shutdown()
         self._sweep_scope.cancel()
         self._queue.close()
@@ -415,7 +419,7 @@ class Mirror:
     # -- the engine ----------------------------------------------------------------------------
 
     async def _run_engine(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        assert self._engine_done is not None
+        assert self._engine_done is not None and self._engine_scope is not None
         try:
             with self._engine_scope:
                 async with self._engine as outcomes:
@@ -556,7 +560,7 @@ class Mirror:
     # -- sweeps --------------------------------------------------------------------------------
 
     async def _run_sweeps(self) -> None:
-        assert self._caught_up is not None
+        assert self._caught_up is not None and self._sweep_scope is not None
         with self._sweep_scope:
             await self.sweep(full=True)
             self._caught_up.set()

@@ -312,3 +312,9 @@ async def test_a_key_the_api_refuses_ends_the_mirror_with_that_error(
         async with Mirror(client, tmp_path) as mirror:
             await mirror.caught_up()
     assert not any(tmp_path.glob("*.pdf"))
+
+
+def test_a_mirror_is_made_outside_an_event_loop_so_that_its_app_can_be_mounted_first(tmp_path: Path) -> None:
+    mirror = Mirror(FaxClient("k", base_url="http://127.0.0.1:9/v2"), tmp_path)
+    assert mirror.app is not None and mirror.state == "starting" and not mirror.accepting
+    assert mirror.status().to_json()["faxes"] == {"complete": 0, "queued": 0, "in_flight": 0, "failed": 0, "refused": 0}
