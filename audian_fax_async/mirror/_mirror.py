@@ -372,6 +372,8 @@ class Mirror:
         self.shutdown()
         self._sweep_scope.cancel()
         self._queue.close()
+        for sweep in self._sweeps:  # a sweep a caller runs ends now: its queued faxes never come
+            sweep.settled.set()
         with anyio.move_on_after(self.grace_period):
             await self._engine_done.wait()
         if not self._engine_done.is_set():
@@ -403,7 +405,7 @@ class Mirror:
         assert self._queue is not None
         self._refused = dict(contents.refused)
         for fax in contents.queued.values():
-            if fax.id in self._engine.completed:
+            if self._complete(fax):
                 continue
             self._pending[fax.id] = fax
             self._queue.put_live(fax)
@@ -515,8 +517,18 @@ class Mirror:
 
     # -- faxes coming in -----------------------------------------------------------------------
 
-    def _complete(self, fax_id: str) -> bool:
-        return fax_id in self._engine.completed or fax_id in self._by_peer
+    def _complete(self, fax: ReceivedFax) -> bool:
+        """Whether ``fax`` needs nothing more: its file is in the folder (or another mirror's) and,
+        with ``after``, it is marked (by this folder's record or on the server)."""
+        if fax.id in self._by_peer:
+            return True
+        entry = self._engine.completed.get(fax.id)
+        if entry is None:
+            return False
+        if self.after is None:
+            return True
+        done = (self.after, FaxStatus.ARCHIVED.value)
+        return entry.marked in done or fax.status in done
 
     def _allowed(self, fax: ReceivedFax) -> bool:
         return self.allow_senders is None or normalize_number(fax.from_number) in self.allow_senders
@@ -541,7 +553,7 @@ class Mirror:
         if confirmed.event.event != WebhookEventType.FAX_RECEIVED:
             return
         fax = confirmed.fax  # the API's record, not the payload
-        if self._complete(fax.id):
+        if self._complete(fax):
             return
         if not self._allowed(fax):
             await self._refuse(fax, "live")
@@ -573,6 +585,8 @@ class Mirror:
         margin), queue every fax not complete, wait for their downloads, then move the mark and
         save the state. Sweeps run one at a time; the catch-up is the first, full one."""
         assert self._sweep_lock is not None and self._queue is not None
+        if self._queue.closed:
+            raise RuntimeError("the mirror is not running")
         async with self._sweep_lock:
             started = self._clock()
             since = None if full else sweep_from(self._state.high_water_mark, self.safety_margin)
@@ -592,6 +606,8 @@ class Mirror:
                 sweep.check()
                 if error is None:
                     await sweep.settled.wait()
+                    if sweep.waiting:  # the mirror began to stop: what was queued is not done
+                        error = "stopped before the sweep's faxes were done"
             finally:
                 self._sweeps.discard(sweep)
             if error is not None:
@@ -619,7 +635,7 @@ class Mirror:
         assert self._queue is not None
         sweep.listed += 1
         sweep.listed_max = fax.received_at if sweep.listed_max is None else max(sweep.listed_max, fax.received_at)
-        if self._complete(fax.id):
+        if self._complete(fax):
             return
         if not self._allowed(fax):
             await self._refuse(fax, "sweep")

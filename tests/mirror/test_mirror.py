@@ -318,3 +318,54 @@ def test_a_mirror_is_made_outside_an_event_loop_so_that_its_app_can_be_mounted_f
     mirror = Mirror(FaxClient("k", base_url="http://127.0.0.1:9/v2"), tmp_path)
     assert mirror.app is not None and mirror.state == "starting" and not mirror.accepting
     assert mirror.status().to_json()["faxes"] == {"complete": 0, "queued": 0, "in_flight": 0, "failed": 0, "refused": 0}
+
+
+async def test_a_marking_that_failed_is_made_by_the_next_sweep(
+    mirror_emulator: Emulator, admin: AdminClient, key: str, tmp_path: Path
+) -> None:
+    events: list[MirrorEvent] = []
+    async with (
+        FaxClient(key, base_url=mirror_emulator.base_url, max_retries=0) as client,
+        Mirror(client, tmp_path, after="processed", safety_margin=0, on_event=events.append) as mirror,
+    ):
+        await mirror.caught_up()
+        mark = mirror.status().high_water_mark
+        assert mark is not None
+        at = (mark + timedelta(minutes=1)).isoformat().replace("+00:00", "Z")
+        [fax] = admin.inject(key, faxes=[{"received_at": at}])
+        admin.script("update", [500], key=key)  # the download succeeds, the marking fails
+        failed = await mirror.sweep()
+        assert (failed.result, failed.failed) == ("incomplete", 1)
+        assert (tmp_path / f"{fax['id']}.pdf").exists()  # the file stands: only the marking failed
+        assert (await client.received.get(fax["id"])).status == FaxStatus.RECEIVED
+        healed = await mirror.sweep()
+        assert (healed.result, healed.failed, healed.downloaded) == ("ok", 0, 0)
+        assert (await client.received.get(fax["id"])).status == FaxStatus.PROCESSED
+        assert mirror.status().high_water_mark == mark + timedelta(minutes=1)
+    assert [line["marked"] for line in manifest_lines(tmp_path) if line["id"] == fax["id"]] == [None, "processed"]
+
+
+async def test_sweeps_follow_the_injected_sleep_and_a_sweep_after_stopping_is_refused(
+    client: FaxClient, admin: AdminClient, key: str, tmp_path: Path
+) -> None:
+    naps: list[float] = []
+    wake = anyio.Event()
+
+    async def sleep(seconds: float) -> None:
+        nonlocal wake
+        naps.append(seconds)
+        await wake.wait()
+        wake = anyio.Event()
+
+    async with Mirror(client, tmp_path, reconcile_every=42, safety_margin=1e9, sleep=sleep) as mirror:
+        await mirror.caught_up()
+        await eventually(lambda: naps == [42], "the sweep loop to sleep")
+        [fax] = admin.inject(key, count=1)  # no webhook: only a sweep finds it
+        assert not (tmp_path / f"{fax['id']}.pdf").exists()
+        wake.set()
+        await eventually(lambda: (tmp_path / f"{fax['id']}.pdf").exists(), "the periodic sweep")
+        await eventually(lambda: naps == [42, 42], "the next sleep")
+        record = mirror.status().last_sweep
+        assert record is not None and not record.full and record.downloaded == 1
+    with pytest.raises(RuntimeError, match="not running"):
+        await mirror.sweep()
