@@ -574,19 +574,22 @@ class Mirror:
     async def _run_sweeps(self) -> None:
         assert self._caught_up is not None and self._sweep_scope is not None
         with self._sweep_scope:
-            await self.sweep(full=True)
+            await self._sweep(full=True)
             self._caught_up.set()
             while True:
                 await self._sleep(self.reconcile_every)
-                await self.sweep()
+                await self._sweep(full=False)
 
     async def sweep(self, *, full: bool = False) -> SweepRecord:
         """List the inbox (``full``: all of it; else from the high-water mark minus the safety
         margin), queue every fax not complete, wait for their downloads, then move the mark and
         save the state. Sweeps run one at a time; the catch-up is the first, full one."""
-        assert self._sweep_lock is not None and self._queue is not None
-        if self._queue.closed:
+        if self._queue is None or self._queue.closed:
             raise RuntimeError("the mirror is not running")
+        return await self._sweep(full=full)
+
+    async def _sweep(self, *, full: bool) -> SweepRecord:
+        assert self._sweep_lock is not None and self._queue is not None
         async with self._sweep_lock:
             started = self._clock()
             since = None if full else sweep_from(self._state.high_water_mark, self.safety_margin)
