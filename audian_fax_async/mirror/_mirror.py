@@ -33,6 +33,7 @@ import anyio.abc
 import attrs
 
 from .._bulk import AfterAction, BulkDownload, ManifestEntry, _single_error
+from .._client import check_limit
 from .._exceptions import (
     AudianError,
     AuthenticationError,
@@ -156,6 +157,8 @@ class Mirror:
       several mirrors can serve one folder; give their clients one ``RedisLimiter`` too. Each then
       keeps its own journal, named by ``instance`` (default: the host name; give each mirror on
       one host its own, stable across restarts).
+    * ``claim_lease``: seconds a claim holds a fax for its mirror (longer than any download).
+    * ``grace_period``: seconds the downloads in flight get to finish when the mirror stops.
     * ``on_event``: called with a :class:`MirrorEvent` for each fax downloaded, failed, refused
       or archived.
     * ``clock`` (aware ``datetime``) and ``sleep`` are injectable for tests.
@@ -191,8 +194,9 @@ class Mirror:
             raise InvalidRequestError(f"safety_margin must be a number of seconds >= 0, got {safety_margin!r}")
         if archive_after is not None and (not isinstance(archive_after, int | float) or not archive_after > 0):
             raise InvalidRequestError(f"archive_after must be a positive number of days, got {archive_after!r}")
-        if not claim_lease > 0:
-            raise InvalidRequestError(f"claim_lease must be positive, got {claim_lease!r}")
+        if not isinstance(claim_lease, int | float) or not claim_lease > 0:
+            raise InvalidRequestError(f"claim_lease must be a positive number of seconds, got {claim_lease!r}")
+        check_limit(page_size, "page_size")
         self.client = client
         self.dest_dir = Path(dest_dir)
         self.reconcile_every = float(reconcile_every)
