@@ -104,7 +104,7 @@ class BulkDownload:
 
     Two hooks let a long-running service (the inbox mirror) drive the same engine: ``faxes``, an
     async iterable that replaces the listing (the engine takes each fax it yields when a worker is
-    free, and a fax may come again later), and ``download_slot``, called for each fax to give an
+    free; a fax may come again once its outcome is out, never while it is in flight), and ``download_slot``, called for each fax to give an
     async context manager held around each of its download attempts (before the client's own
     slot), for ordering downloads across sources.
     """
