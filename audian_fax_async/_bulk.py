@@ -104,9 +104,9 @@ class BulkDownload:
 
     Two hooks let a long-running service (the inbox mirror) drive the same engine: ``faxes``, an
     async iterable that replaces the listing (the engine takes each fax it yields when a worker is
-    free; a fax may come again once its outcome is out, never while it is in flight), and ``download_slot``, called for each fax to give an
-    async context manager held around each of its download attempts (before the client's own
-    slot), for ordering downloads across sources.
+    free; a fax may come again once its outcome is out, never while it is in flight), and
+    ``download_slot``, called for each fax to give an async context manager held around each of
+    its download attempts (before the client's own slot), for ordering downloads across sources.
     """
 
     def __init__(
@@ -144,6 +144,8 @@ class BulkDownload:
         self._download_slot = download_slot
         limit = client.max_concurrent_downloads
         self._concurrency = max(1, min(concurrency or limit, limit))
+        #: How many workers take faxes (two per download slot).
+        self.workers = 2 * self._concurrency
         self.progress = BulkProgress()
         self.manifest = Manifest(self.dest_dir)
         self._done: dict[str, ManifestEntry] = {}
@@ -262,7 +264,7 @@ class BulkDownload:
                 self._outcomes = outcomes
                 tg.start_soon(self._list, send)
                 async with receive:
-                    for _ in range(2 * self._concurrency):
+                    for _ in range(self.workers):
                         tg.start_soon(self._worker, receive.clone())
         finally:
             self.manifest.close()

@@ -303,7 +303,10 @@ class Mirror:
         if self._entered:
             raise RuntimeError("a Mirror can be run only once")
         self._entered = True
-        self._queue = WorkQueue(sweep_capacity=2 * self._capacity)
+        # Sweeps may keep all but a few of the engine's workers busy, so that a delivered fax always
+        # finds a free worker and waits only for the next download slot.
+        workers = self._engine.workers
+        self._queue = WorkQueue(sweep_capacity=workers, sweep_taken=max(1, workers - max(1, self._capacity // 2)))
         self._sweep_scope, self._engine_scope = anyio.CancelScope(), anyio.CancelScope()
         self._gate = PriorityGate(self._capacity)
         self._sweep_lock = anyio.Lock()

@@ -3,7 +3,9 @@
 Each fax is in the queue at most once: waiting in one lane, or taken (being downloaded) until
 :meth:`WorkQueue.finish`. A live fax already waiting in the sweep lane moves to the live lane; one
 already taken is left to finish. The sweep lane is bounded, so a sweep's listing runs ahead of
-the downloads by a few faxes only; the live lane is not (a delivery is never made to wait).
+the downloads by a few faxes only; the live lane is not (a delivery is never made to wait). At most
+``sweep_taken`` sweep faxes are taken at once: the engine's other workers stay free, so a live fax
+finds one at once and only waits for the next free download slot.
 """
 
 from __future__ import annotations
@@ -29,10 +31,14 @@ class Lane(enum.IntEnum):
 class WorkQueue:
     """Two lanes of faxes, served live first; create it inside an event loop."""
 
-    def __init__(self, sweep_capacity: int) -> None:
+    def __init__(self, sweep_capacity: int, *, sweep_taken: int | None = None) -> None:
         if sweep_capacity < 1:
             raise ValueError(f"sweep_capacity must be >= 1, got {sweep_capacity!r}")
+        if sweep_taken is not None and sweep_taken < 1:
+            raise ValueError(f"sweep_taken must be >= 1, got {sweep_taken!r}")
         self.sweep_capacity = sweep_capacity
+        self.sweep_taken = sweep_taken
+        self._taken_sweep = 0
         self._lanes: dict[Lane, deque[ReceivedFax]] = {Lane.LIVE: deque(), Lane.SWEEP: deque()}
         self._waiting: dict[str, Lane] = {}
         self._taken: dict[str, Lane] = {}
@@ -94,19 +100,27 @@ class WorkQueue:
                 raise anyio.EndOfStream
             for lane in Lane:
                 faxes = self._lanes[lane]
-                if faxes:
-                    fax = faxes.popleft()
-                    del self._waiting[fax.id]
-                    self._taken[fax.id] = lane
-                    self._wake()
-                    await anyio.lowlevel.checkpoint()
-                    return fax, lane
+                if not faxes or (lane is Lane.SWEEP and not self._room_for_sweep()):
+                    continue
+                fax = faxes.popleft()
+                del self._waiting[fax.id]
+                self._taken[fax.id] = lane
+                if lane is Lane.SWEEP:
+                    self._taken_sweep += 1
+                self._wake()
+                await anyio.lowlevel.checkpoint()
+                return fax, lane
             await self._changed.wait()
+
+    def _room_for_sweep(self) -> bool:
+        return self.sweep_taken is None or self._taken_sweep < self.sweep_taken
 
     def finish(self, fax_id: str) -> Lane | None:
         """A taken fax is done (whatever its outcome); its lane, or None if it was not taken."""
         lane = self._taken.pop(fax_id, None)
         if lane is not None:
+            if lane is Lane.SWEEP:
+                self._taken_sweep -= 1
             self._wake()
         return lane
 

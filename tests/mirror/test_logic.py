@@ -342,3 +342,17 @@ def test_the_registered_webhook_points_at_the_receiver() -> None:
     assert webhook_url("https://mirror.example.com") == "https://mirror.example.com/webhook"
     assert webhook_url("https://example.com/fax/") == "https://example.com/fax/webhook"
     assert webhook_url("https://example.com/fax/webhook") == "https://example.com/fax/webhook"
+
+
+async def test_sweep_faxes_taken_at_once_are_capped_so_that_live_ones_find_a_worker() -> None:
+    queue = WorkQueue(sweep_capacity=10, sweep_taken=2)
+    for n in range(4):
+        await queue.put_sweep(fax(n))
+    assert [(await queue.get())[0].id for _ in range(2)] == ["fax_0", "fax_1"]
+    with anyio.move_on_after(0.05) as scope:  # two sweep faxes out: no third
+        await queue.get()
+    assert scope.cancelled_caught
+    queue.put_live(fax(9))
+    assert (await queue.get()) == (fax(9), Lane.LIVE)  # a live one always comes
+    queue.finish("fax_0")
+    assert (await queue.get())[0].id == "fax_2"  # room again

@@ -13,7 +13,7 @@ import anyio
 import httpx2
 import pytest
 
-from audian_fax_async import DestinationError, FaxClient, FaxStatus
+from audian_fax_async import DefaultAsyncHttpClient, DestinationError, FaxClient, FaxStatus
 from audian_fax_async._manifest import MANIFEST_NAME
 from audian_fax_async.emulator import AdminClient, Emulator
 from audian_fax_async.mirror import Mirror, MirrorEvent, MirrorEventKind, read_status
@@ -369,3 +369,35 @@ async def test_sweeps_follow_the_injected_sleep_and_a_sweep_after_stopping_is_re
         assert record is not None and not record.full and record.downloaded == 1
     with pytest.raises(RuntimeError, match="not running"):
         await mirror.sweep()
+
+
+@pytest.mark.loops("asyncio", "trio")
+async def test_a_delivered_fax_starts_downloading_ahead_of_the_catch_up_still_queued(
+    mirror_emulator: Emulator, admin: AdminClient, key: str, tmp_path: Path
+) -> None:
+    admin.inject(key, count=80, size=40_000)
+    admin.set_faults(bandwidth=400_000)  # 0.1 s a document, 10 at a time: the catch-up takes a while
+    started: list[str] = []  # the order downloads are sent in, seen by the HTTP client's own hook
+
+    async def on_request(request: httpx2.Request) -> None:
+        if request.url.path.endswith("/download"):
+            started.append(request.url.path.split("/")[-2])
+
+    events: list[MirrorEvent] = []
+    async with (
+        DefaultAsyncHttpClient(event_hooks={"request": [on_request]}) as http_client,
+        FaxClient(key, base_url=mirror_emulator.base_url, http_client=http_client) as client,
+        Mirror(client, tmp_path, grace_period=0.2, on_event=events.append) as mirror,
+        receiver_client(mirror) as http,
+    ):
+        await eventually(lambda: len(events) >= 5, "the catch-up to be under way")
+        fax = admin.arrive(key, size=40_000)
+        body, headers = delivery(fax)
+        assert (await http.post("/webhook", content=body, headers=headers)).status_code == 200
+        queued_behind = mirror.status().faxes.queued  # catch-up faxes waiting when it was queued
+        sent_before = len(started)
+        await eventually(lambda: any(e.fax_id == fax["id"] for e in events), "the delivered fax")
+    assert queued_behind >= 10
+    overtook = started.index(fax["id"]) - sent_before  # catch-up downloads sent after it was queued
+    assert overtook <= 1, f"{overtook} catch-up downloads went ahead of the delivered fax"
+    assert [e.source for e in events if e.fax_id == fax["id"]] == ["live"]
