@@ -257,6 +257,7 @@ class Mirror:
         self._engine_scope: anyio.CancelScope | None = None
         self._sweep_lock: anyio.Lock | None = None
         self._caught_up: anyio.Event | None = None
+        self._catch_up: SweepRecord | None = None
         self._engine_done: anyio.Event | None = None
         self._stop: anyio.Event | None = None
         self._entered = False
@@ -366,12 +367,13 @@ class Mirror:
         await self._stop.wait()
 
     async def caught_up(self) -> SweepRecord:
-        """Wait for the catch-up sweep of the whole inbox to end; its record."""
+        """Wait for the catch-up sweep of the whole inbox to end; its record. ``RuntimeError`` if
+        the mirror stopped first."""
         assert self._caught_up is not None, "enter the mirror first"
         await self._caught_up.wait()
-        record = self._state.last_sweep
-        assert record is not None
-        return record
+        if self._catch_up is None:
+            raise RuntimeError("the mirror stopped before its catch-up ended")
+        return self._catch_up
 
     async def _drain(self) -> None:
         assert self._queue is not None and self._engine_done is not None
@@ -381,6 +383,8 @@ class Mirror:
         self._queue.close()
         for sweep in self._sweeps:  # a sweep a caller runs ends now: its queued faxes never come
             sweep.settled.set()
+        assert self._caught_up is not None
+        self._caught_up.set()  # a caller waiting for the catch-up learns it will not end
         with anyio.move_on_after(self.grace_period):
             await self._engine_done.wait()
         if not self._engine_done.is_set():
@@ -581,7 +585,7 @@ class Mirror:
     async def _run_sweeps(self) -> None:
         assert self._caught_up is not None and self._sweep_scope is not None
         with self._sweep_scope:
-            await self._sweep(full=True)
+            self._catch_up = await self._sweep(full=True)
             self._caught_up.set()
             while True:
                 await self._sleep(self.reconcile_every)
@@ -660,26 +664,31 @@ class Mirror:
         assert self.archive_after is not None
         cutoff = self._clock() - timedelta(days=self.archive_after)
         try:
-            async for fax in self.client.received.iter(page_size=self._page_size, to_date=cutoff):
-                entry = self._engine.completed.get(fax.id)
-                if fax.status == FaxStatus.ARCHIVED or entry is None or entry.marked == FaxStatus.ARCHIVED.value:
-                    continue
-                if not await anyio.to_thread.run_sync(self._verifies, entry):
-                    logger.warning("fax %s: %s does not match the manifest; not archived", fax.id, entry.path)
-                    continue
-                await self.client.received.archive(fax.id)
-                await self._engine.record(attrs.evolve(entry, marked=FaxStatus.ARCHIVED.value))
-                self._emit(
-                    MirrorEvent(
-                        kind=MirrorEventKind.ARCHIVED,
-                        fax_id=fax.id,
-                        source="sweep",
-                        at=self._clock(),
-                        path=self.dest_dir / entry.path,
-                    )
-                )
+            # Only faxes not archived yet are listed: once archived, a fax costs no sweep anything.
+            for status in (FaxStatus.RECEIVED, FaxStatus.PROCESSED):
+                async for fax in self.client.received.iter(page_size=self._page_size, status=status, to_date=cutoff):
+                    await self._archive_one(fax)
         except AudianError as exc:
             logger.warning("archiving stopped: %s", exc)
+
+    async def _archive_one(self, fax: ReceivedFax) -> None:
+        entry = self._engine.completed.get(fax.id)
+        if entry is None or entry.marked == FaxStatus.ARCHIVED.value:
+            return
+        if not await anyio.to_thread.run_sync(self._verifies, entry):
+            logger.warning("fax %s: %s does not match the manifest; not archived", fax.id, entry.path)
+            return
+        await self.client.received.archive(fax.id)
+        await self._engine.record(attrs.evolve(entry, marked=FaxStatus.ARCHIVED.value))
+        self._emit(
+            MirrorEvent(
+                kind=MirrorEventKind.ARCHIVED,
+                fax_id=fax.id,
+                source="sweep",
+                at=self._clock(),
+                path=self.dest_dir / entry.path,
+            )
+        )
 
     def _verifies(self, entry: ManifestEntry) -> bool:
         digest = hashlib.sha256()

@@ -49,7 +49,8 @@ def subscribe(emulator: Emulator, key: str, port: int) -> None:
 
 
 def manifest_ids(folder: Path) -> Counter[str]:
-    lines = (folder / ".audian-manifest.jsonl").read_text().splitlines()
+    manifest = folder / ".audian-manifest.jsonl"
+    lines = manifest.read_text().splitlines() if manifest.exists() else []  # none yet: nothing completed
     return Counter(json.loads(line)["id"] for line in lines if line.strip())
 
 
@@ -205,6 +206,8 @@ def test_sigterm_mid_run_answers_503_and_exits_0_within_the_grace_period_without
     files = {p.stem: p for p in dest.rglob("*.pdf")}
     counts = manifest_ids(dest)
     assert set(counts) == set(files)  # every file that stands is whole and recorded
+    last = mirror.events()[-1]
+    assert last["event"] == "status" and last["status"] == "stopped"  # the closing status line
     admin.set_faults("none")
     for fax_id, path in files.items():
         assert hashlib.sha256(path.read_bytes()).hexdigest() == admin.document_sha256(key, fax_id)

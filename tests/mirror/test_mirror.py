@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import httpx2
 import pytest
 
@@ -401,3 +402,14 @@ async def test_a_delivered_fax_starts_downloading_ahead_of_the_catch_up_still_qu
     overtook = started.index(fax["id"]) - sent_before  # catch-up downloads sent after it was queued
     assert overtook <= 1, f"{overtook} catch-up downloads went ahead of the delivered fax"
     assert [e.source for e in events if e.fax_id == fax["id"]] == ["live"]
+
+
+async def test_waiting_for_a_catch_up_that_a_stop_cut_short_is_an_error(
+    client: FaxClient, admin: AdminClient, key: str, tmp_path: Path
+) -> None:
+    admin.script("list", [{"action": "delay", "seconds": 2}], key=key)  # the catch-up cannot end at once
+    async with Mirror(client, tmp_path) as mirror:
+        await anyio.lowlevel.checkpoint()  # the sweeps begin; the body ends at once
+    with pytest.raises(RuntimeError, match="stopped before its catch-up ended"):
+        await mirror.caught_up()
+    assert read_status(tmp_path).last_sweep is None
