@@ -30,9 +30,8 @@ from typing import TYPE_CHECKING, Self
 
 import anyio
 import anyio.abc
-import attrs
 
-from .._bulk import AfterAction, BulkDownload, ManifestEntry, _single_error
+from .._bulk import AfterAction, BulkDownload, _single_error
 from .._client import check_limit
 from .._exceptions import (
     AudianError,
@@ -45,6 +44,7 @@ from .._models import DownloadOutcome, FaxStatus, OutcomeKind, ReceivedFax, Webh
 from ..webhooks._receiver import ConfirmedEvent, DeliveryOutcome, WebhookReceiver, _allow_list, normalize_number
 from ..webhooks._store import DEFAULT_TTL, Claim, ClaimStatus, IdempotencyStore, MemoryIdempotencyStore
 from ._app import MirrorApp
+from ._archive import Archiver
 from ._gate import PriorityGate
 from ._queue import Lane, WorkQueue
 from ._state import (
@@ -59,6 +59,7 @@ from ._state import (
     sweep_from,
 )
 from ._status import FaxCounts, MirrorEvent, MirrorEventKind, MirrorStatus, WebhookCounts
+from ._sweep import SweepTracker
 
 if TYPE_CHECKING:
     from .._client import FaxClient
@@ -76,39 +77,6 @@ def _lane_or_sweep(lane: Lane | None) -> Lane:
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-class _Sweep:
-    """One sweep's bookkeeping: the faxes it waits for, and the earliest that did not complete."""
-
-    def __init__(self) -> None:
-        self.waiting: set[str] = set()
-        self.listed = 0
-        self.downloaded = 0
-        self.failed = 0
-        self.listed_max: datetime | None = None
-        self.held_back: datetime | None = None
-        self.settled = anyio.Event()
-        self.listing_done = False
-
-    def hold_back(self, at: datetime) -> None:
-        self.held_back = at if self.held_back is None else min(self.held_back, at)
-
-    def resolve(self, fax: ReceivedFax, *, ok: bool, downloaded: bool = False, deferred: bool = False) -> None:
-        if fax.id not in self.waiting:
-            return
-        self.waiting.discard(fax.id)
-        if downloaded:
-            self.downloaded += 1
-        if not ok:
-            self.hold_back(fax.received_at)
-            if not deferred:
-                self.failed += 1
-        self.check()
-
-    def check(self) -> None:
-        if self.listing_done and not self.waiting:
-            self.settled.set()
 
 
 class _Source:
@@ -239,12 +207,17 @@ class Mirror:
         if shared_store is not None and instance is None:
             instance = socket.gethostname()
         self._journal = Journal(self.dest_dir, instance if shared_store is not None else None)
+        self._archiver = (
+            Archiver(client, self._engine, days=archive_after, page_size=page_size, clock=clock, on_event=self._emit)
+            if archive_after is not None
+            else None
+        )
         self._pending: dict[str, ReceivedFax] = {}
         self._refused: dict[str, str] = {}
         self._failed: dict[str, str] = {}
         self._by_peer: set[str] = set()
         self._claims: dict[str, Claim] = {}
-        self._sweeps: set[_Sweep] = set()
+        self._sweeps: set[SweepTracker] = set()
         self._state = MirrorState()
         self._unavailable = 0
         self.state = "starting"
@@ -604,7 +577,7 @@ class Mirror:
         async with self._sweep_lock:
             started = self._clock()
             since = None if full else sweep_from(self._state.high_water_mark, self.safety_margin)
-            sweep = _Sweep()
+            sweep = SweepTracker()
             self._sweeps.add(sweep)
             error: str | None = None
             try:
@@ -641,11 +614,11 @@ class Mirror:
             self._state = MirrorState(high_water_mark=mark, last_sweep=record)
             await anyio.to_thread.run_sync(save_state, self.dest_dir, self._state)
             await self._save_journal()
-            if self.archive_after is not None and error is None:
-                await self._archive_old()
+            if self._archiver is not None and error is None:
+                await self._archiver.run()
             return record
 
-    async def _consider(self, sweep: _Sweep, fax: ReceivedFax) -> None:
+    async def _consider(self, sweep: SweepTracker, fax: ReceivedFax) -> None:
         assert self._queue is not None
         sweep.listed += 1
         sweep.listed_max = fax.received_at if sweep.listed_max is None else max(sweep.listed_max, fax.received_at)
@@ -656,46 +629,3 @@ class Mirror:
             return
         sweep.waiting.add(fax.id)
         await self._queue.put_sweep(fax)  # False: already queued or in flight; its outcome settles it
-
-    # -- archiving -----------------------------------------------------------------------------
-
-    async def _archive_old(self) -> None:
-        """Archive server-side the faxes older than ``archive_after`` days whose file verifies."""
-        assert self.archive_after is not None
-        cutoff = self._clock() - timedelta(days=self.archive_after)
-        try:
-            # Only faxes not archived yet are listed: once archived, a fax costs no sweep anything.
-            for status in (FaxStatus.RECEIVED, FaxStatus.PROCESSED):
-                async for fax in self.client.received.iter(page_size=self._page_size, status=status, to_date=cutoff):
-                    await self._archive_one(fax)
-        except AudianError as exc:
-            logger.warning("archiving stopped: %s", exc)
-
-    async def _archive_one(self, fax: ReceivedFax) -> None:
-        entry = self._engine.completed.get(fax.id)
-        if entry is None or entry.marked == FaxStatus.ARCHIVED.value:
-            return
-        if not await anyio.to_thread.run_sync(self._verifies, entry):
-            logger.warning("fax %s: %s does not match the manifest; not archived", fax.id, entry.path)
-            return
-        await self.client.received.archive(fax.id)
-        await self._engine.record(attrs.evolve(entry, marked=FaxStatus.ARCHIVED.value))
-        self._emit(
-            MirrorEvent(
-                kind=MirrorEventKind.ARCHIVED,
-                fax_id=fax.id,
-                source="sweep",
-                at=self._clock(),
-                path=self.dest_dir / entry.path,
-            )
-        )
-
-    def _verifies(self, entry: ManifestEntry) -> bool:
-        digest = hashlib.sha256()
-        try:
-            with (self.dest_dir / entry.path).open("rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-        except OSError:
-            return False
-        return digest.hexdigest() == entry.sha256

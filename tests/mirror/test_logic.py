@@ -25,6 +25,7 @@ from audian_fax_async.mirror import (
 )
 from audian_fax_async.mirror._gate import PriorityGate
 from audian_fax_async.mirror._queue import Lane, WorkQueue
+from audian_fax_async.mirror._sweep import SweepTracker
 from audian_fax_async.mirror._state import (
     FolderLock,
     Journal,
@@ -356,3 +357,19 @@ async def test_sweep_faxes_taken_at_once_are_capped_so_that_live_ones_find_a_wor
     assert (await queue.get()) == (fax(9), Lane.LIVE)  # a live one always comes
     queue.finish("fax_0")
     assert (await queue.get())[0].id == "fax_2"  # room again
+
+
+async def test_a_sweep_settles_once_listed_and_every_fax_it_waits_for_has_an_outcome() -> None:
+    sweep = SweepTracker()
+    sweep.waiting.update({"fax_1", "fax_2", "fax_3"})
+    sweep.resolve(fax(1), ok=True, downloaded=True)
+    sweep.resolve(fax(3), ok=False, deferred=True)  # another mirror holds it: no failure, but held back
+    sweep.resolve(fax(7), ok=False)  # not waited for: ignored
+    assert not sweep.settled.is_set()
+    sweep.resolve(fax(2), ok=False)
+    assert not sweep.settled.is_set()  # still listing
+    sweep.listing_done = True
+    sweep.check()
+    assert sweep.settled.is_set()
+    assert (sweep.downloaded, sweep.failed) == (1, 1)
+    assert sweep.held_back == fax(2).received_at  # the earliest of the two that did not complete
