@@ -25,7 +25,6 @@ from audian_fax_async.mirror import (
 )
 from audian_fax_async.mirror._gate import PriorityGate
 from audian_fax_async.mirror._queue import Lane, WorkQueue
-from audian_fax_async.mirror._sweep import SweepTracker
 from audian_fax_async.mirror._state import (
     FolderLock,
     Journal,
@@ -36,6 +35,7 @@ from audian_fax_async.mirror._state import (
     save_state,
     sweep_from,
 )
+from audian_fax_async.mirror._sweep import SweepTracker
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
