@@ -2,7 +2,7 @@
 
 ``mirror`` is a group whose default command is ``run``: ``audian-fax mirror DEST --port 8080``
 runs it, ``audian-fax mirror status DEST`` reads a folder. The receiver is served by uvicorn
-(the ``emulator`` extra), on asyncio; SIGTERM and SIGINT stop it gracefully.
+(in the ``cli`` extra), on asyncio; SIGTERM and SIGINT stop it gracefully.
 
 Exit status: 0 after a graceful stop, 1 for an error (one line on stderr: the folder is locked
 by another mirror, the port cannot be bound, the key is refused...), 2 for a usage error.
@@ -14,7 +14,7 @@ import contextlib
 import json
 import signal
 import socket
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -152,7 +152,7 @@ def run_command(settings: Settings, /, dest: Path, **options: Any) -> None:
     _run(settings, dest, options)
 
 
-def _print_event(as_json: bool) -> Any:
+def _print_event(as_json: bool) -> Callable[[MirrorEvent], None]:
     def on_event(event: MirrorEvent) -> None:
         click.echo(json.dumps(event.to_json()) if as_json else visible(event.line()))
 
