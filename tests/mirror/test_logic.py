@@ -193,17 +193,16 @@ async def test_the_sweep_lane_is_bounded_and_a_full_lane_waits_for_room() -> Non
     queue = WorkQueue(sweep_capacity=2)
     assert await queue.put_sweep(fax(1))
     assert await queue.put_sweep(fax(2))
-    with anyio.move_on_after(0.05) as scope:  # a full lane blocks the sweep...
-        await queue.put_sweep(fax(3))
-    assert scope.cancelled_caught
-    assert queue.put_live(fax(4))  # ...never a delivery
     async with anyio.create_task_group() as tg:
         tg.start_soon(queue.put_sweep, fax(3))
         await anyio.wait_all_tasks_blocked()
-        assert queue.queued == 3
+        assert queue.queued == 2  # a full lane blocks the sweep...
+        assert queue.put_live(fax(4))  # ...never a delivery
         assert (await queue.get())[0].id == "fax_4"
+        await anyio.wait_all_tasks_blocked()
+        assert queue.queued == 2  # a live fax leaving frees no room in the sweep lane
         assert (await queue.get())[0].id == "fax_1"  # room: the waiting sweep fax goes in
-    assert queue.queued == 2
+    assert queue.queued == 2 and queue.lane_of("fax_3") is Lane.SWEEP
 
 
 async def test_closing_the_queue_ends_the_getter_and_drops_what_waits() -> None:
@@ -262,10 +261,12 @@ async def test_the_gate_admits_its_capacity_and_hands_a_freed_place_to_the_most_
 
 async def test_a_waiter_cancelled_in_the_gate_leaves_no_place_taken() -> None:
     gate = PriorityGate(1)
-    async with gate.lane(1):
-        with anyio.move_on_after(0.01):
-            await gate.acquire(0)
-        assert gate.waiting == 0
+    async with gate.lane(1), anyio.create_task_group() as tg:
+        tg.start_soon(gate.acquire, 0)
+        await anyio.wait_all_tasks_blocked()
+        assert gate.waiting == 1
+        tg.cancel_scope.cancel()
+    assert gate.waiting == 0
     assert gate.in_use == 0
     async with gate.lane(1):
         assert gate.in_use == 1
@@ -350,13 +351,22 @@ async def test_sweep_faxes_taken_at_once_are_capped_so_that_live_ones_find_a_wor
     for n in range(4):
         await queue.put_sweep(fax(n))
     assert [(await queue.get())[0].id for _ in range(2)] == ["fax_0", "fax_1"]
-    with anyio.move_on_after(0.05) as scope:  # two sweep faxes out: no third
-        await queue.get()
-    assert scope.cancelled_caught
-    queue.put_live(fax(9))
-    assert (await queue.get()) == (fax(9), Lane.LIVE)  # a live one always comes
-    queue.finish("fax_0")
-    assert (await queue.get())[0].id == "fax_2"  # room again
+    got: list[tuple[ReceivedFax, Lane]] = []
+
+    async def get() -> None:
+        got.append(await queue.get())
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(get)
+        await anyio.wait_all_tasks_blocked()
+        assert got == []  # two sweep faxes out: no third
+        queue.put_live(fax(9))
+        await anyio.wait_all_tasks_blocked()
+        assert got == [(fax(9), Lane.LIVE)]  # a live one always comes
+        tg.start_soon(get)
+        await anyio.wait_all_tasks_blocked()
+        queue.finish("fax_0")
+    assert got[-1][0].id == "fax_2"  # room again
 
 
 async def test_a_sweep_settles_once_listed_and_every_fax_it_waits_for_has_an_outcome() -> None:
