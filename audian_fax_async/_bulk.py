@@ -17,7 +17,8 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
@@ -105,6 +106,12 @@ class BulkDownload:
     form or ``contextlib.aclosing`` so the workers stop and temporary files are removed at once.
     Leaving the ``async with`` block early cancels the downloads still running: no partial file
     stays behind and a rerun resumes from the manifest.
+
+    Two hooks let a long-running service (the inbox mirror) drive the same engine: ``faxes``, an
+    async iterable that replaces the listing (the engine takes each fax it yields when a worker is
+    free; a fax may come again once its outcome is out, never while it is in flight), and
+    ``download_slot``, called for each fax to give an async context manager held around each of
+    its download attempts (before the client's own slot), for ordering downloads across sources.
     """
 
     def __init__(
@@ -120,6 +127,8 @@ class BulkDownload:
         page_size: int,
         concurrency: int | None,
         options: CallOptions | None = None,
+        faxes: AsyncIterable[ReceivedFax] | None = None,
+        download_slot: Callable[[ReceivedFax], AbstractAsyncContextManager[object]] | None = None,
     ) -> None:
         if after not in (None, "processed", "archived"):
             raise InvalidRequestError(f"after must be None, 'processed' or 'archived'; got {after!r}")
@@ -136,8 +145,12 @@ class BulkDownload:
         self._overwrite = overwrite
         self._page_size = page_size
         self._options: CallOptions = options or {}
+        self._source = faxes
+        self._download_slot = download_slot
         limit = client.max_concurrent_downloads
         self._concurrency = max(1, min(concurrency or limit, limit))
+        #: How many workers take faxes (two per download slot).
+        self.workers = WORKERS_PER_SLOT * self._concurrency
         self.progress = BulkProgress()
         self.manifest = Manifest(self.dest_dir)
         self._done: dict[str, ManifestEntry] = {}
@@ -229,6 +242,18 @@ class BulkDownload:
                     return
                 yield outcome
 
+    @property
+    def completed(self) -> Mapping[str, ManifestEntry]:
+        """The manifest's entry of every fax complete in the folder, kept current as faxes finish
+        (read-only; filled when the run starts)."""
+        return self._done
+
+    async def record(self, entry: ManifestEntry) -> None:
+        """Append ``entry`` to the manifest (a marking made outside the run, say) and take it as
+        that fax's entry from now on."""
+        await self.manifest.append(entry)
+        self._done[entry.id] = entry
+
     # -- the engine --------------------------------------------------------------------------
 
     def _prepare(self) -> dict[str, ManifestEntry]:
@@ -249,7 +274,10 @@ class BulkDownload:
             self._on_progress(self.progress)
 
     async def _engine(self, outcomes: MemoryObjectSendStream[DownloadOutcome]) -> None:
-        send, receive = anyio.create_memory_object_stream[ReceivedFax](self._concurrency)
+        # A listing runs ahead by a buffer; faxes from a source are taken only when a worker is free,
+        # so whatever the source yields next (its most urgent fax) is what a free worker gets.
+        ahead = 0 if self._source is not None else self._concurrency
+        send, receive = anyio.create_memory_object_stream[ReceivedFax](ahead)
         retry_listener.set(self._count_retry)  # listing pages and markings count their retries too
         self._span.enter()  # the parent of the listing's, the downloads' and the markings' spans
         if self._concurrency < self._client.max_concurrent_downloads:
@@ -259,12 +287,24 @@ class BulkDownload:
                 self._outcomes = outcomes
                 tg.start_soon(self._list, send)
                 async with receive:
-                    for _ in range(WORKERS_PER_SLOT * self._concurrency):
+                    for _ in range(self.workers):
                         tg.start_soon(self._worker, receive.clone())
         finally:
             self.manifest.close()
 
     async def _list(self, send: MemoryObjectSendStream[ReceivedFax]) -> None:
+        if self._source is not None:
+            async with send:
+                try:
+                    async for fax in self._source:
+                        self.progress.listed += 1
+                        self.progress.listed_bytes += fax.file_size or 0
+                        self._notify()
+                        await send.send(fax)
+                finally:
+                    self.progress.listing_done = True
+                    self._notify()
+            return
         async with send:
             try:
                 async for page, faxes in self._client.received.pages(
@@ -320,8 +360,8 @@ class BulkDownload:
                 options=self._options,
                 on_bytes=self._count_bytes,
                 on_retry=self._count_retry,
-                on_commit=lambda done: self.manifest.write(self._entry(fax.id, relative, done)),
-                limiter=self._slots,
+                on_commit=lambda done: self._commit(self._entry(fax.id, relative, done)),
+                limiter=self._download_slot(fax) if self._download_slot is not None else self._slots,
             )
             kept = await anyio.to_thread.run_sync(self._prepare_fax, fax, relative, path, entry, job)
             if kept is not None:
@@ -347,6 +387,11 @@ class BulkDownload:
                 fax=fax, kind=OutcomeKind.FAILED, path=path, bytes=entry.bytes, sha256=entry.sha256, error=exc
             )
         return DownloadOutcome(fax=fax, kind=kind, path=path, bytes=entry.bytes, sha256=entry.sha256, marked=marked)
+
+    def _commit(self, entry: ManifestEntry) -> None:
+        """Record a file that now stands (blocking: in the commit's worker thread)."""
+        self.manifest.write(entry)
+        self._done[entry.id] = entry
 
     @staticmethod
     def _entry(fax_id: str, relative: Path, result: DownloadResult) -> ManifestEntry:
@@ -412,7 +457,7 @@ class BulkDownload:
                 digest.update(block)
         if fax.file_size is not None and size == fax.file_size and head.startswith(b"%PDF"):
             entry = ManifestEntry(id=fax.id, path=relative.as_posix(), bytes=size, sha256=digest.hexdigest())
-            self.manifest.write(entry)
+            self._commit(entry)
             return entry
         raise DestinationError(f"{path} exists and is not this fax's document (pass overwrite=True to replace it)")
 
@@ -424,17 +469,20 @@ class BulkDownload:
         self.progress.retries += 1
 
     async def _mark(self, fax: ReceivedFax, entry: ManifestEntry) -> FaxStatus | None:
-        """Mark the fax on the server once its file is durably on disk (``after=``)."""
+        """Mark the fax on the server once its file is durably on disk (``after=``); a fax already
+        archived (on the server or by an earlier run) is left archived."""
         if self._after is None:
             return None
         target = FaxStatus(self._after)
         if entry.marked == target.value:
             return target
+        if target is FaxStatus.PROCESSED and FaxStatus.ARCHIVED.value in (entry.marked, fax.status):
+            return FaxStatus.ARCHIVED  # archived is past processed: never moved back
         if target is FaxStatus.ARCHIVED:
             await self._client.received.archive(fax.id, **self._options)
         else:
             await self._client.received.mark_processed(fax.id, **self._options)
-        await self.manifest.append(
+        await self.record(
             ManifestEntry(id=entry.id, path=entry.path, bytes=entry.bytes, sha256=entry.sha256, marked=target.value)
         )
         return target

@@ -20,6 +20,7 @@ import hashlib
 import math
 import os
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, TypeVar
 
@@ -290,7 +291,7 @@ class FileDownload:
         on_retry: Callable[[BaseException], None] | None = None,
         max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES,
         on_commit: Callable[[DownloadResult], None] | None = None,
-        limiter: anyio.CapacityLimiter | None = None,
+        limiter: AbstractAsyncContextManager[object] | None = None,
     ) -> None:
         self.client, self.fax_id, self.final, self.fax = client, fax_id, final, fax
         self.limiter = limiter
@@ -341,8 +342,9 @@ class FileDownload:
             raise
 
     async def attempt(self) -> None:
-        """One attempt, holding a download slot (and a token of ``limiter``, if given): the whole
-        body into the temporary file."""
+        """One attempt, holding a download slot (and ``limiter``, if given: a reusable async context
+        manager such as an ``anyio.CapacityLimiter``, entered first): the whole body into the
+        temporary file."""
         asked = anyio.current_time()
         if self.limiter is None:
             async with self.client.download_slot():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +15,13 @@ from rich.text import Text
 
 from .._config import API_KEY_ENV, BASE_URL_ENV, DEFAULT_MAX_RETRIES
 from .._converter import format_datetime, unstructure
-from .._exceptions import DestinationError
 from .._models import FaxStatus, ReceivedFax, RoutingType, WebhookEventType, WebhookFormat
-from .._paths import render_template, template_fields
 from ._common import (
     DATETIME,
+    TEMPLATE_FIELDS,
     CommandLine,
     Settings,
+    check_template_option,
     emit_json,
     fail,
     pass_settings,
@@ -92,19 +92,6 @@ def _log_to_stderr(verbose: int) -> None:
         logger.removeHandler(_HANDLER)
         logger.setLevel(logging.NOTSET)
 
-
-#: A fax with every field set, to try a ``--template`` on.
-_SAMPLE_FAX = ReceivedFax(
-    id="fax_received_123",
-    from_number="+12025551234",
-    to_number="+15551234567",
-    pages=1,
-    received_at=datetime(2024, 2, 4, 13, 15, tzinfo=UTC),
-    status=FaxStatus.RECEIVED,
-    from_name="John Smith",
-    file_size=1,
-    created_at=datetime(2024, 2, 4, 13, 15, tzinfo=UTC),
-)
 
 #: The columns of ``list``, in the order of its tab-separated lines.
 LIST_COLUMNS = ("id", "received_at", "from", "name", "pages", "size", "status")
@@ -257,20 +244,6 @@ async def download_command(settings: Settings, fax_id: str, dest: str, overwrite
     click.echo(f"{result.path}  {result.bytes:,} bytes  sha256 {result.sha256}")
 
 
-#: The fields a ``--template`` may use (``render_template``'s).
-TEMPLATE_FIELDS = tuple(template_fields(_SAMPLE_FAX))
-
-
-def _check_template(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """Refuse a template that cannot lay out a fax before any fax is listed (not once per fax)."""
-    if value is not None:
-        try:
-            render_template(value, _SAMPLE_FAX)
-        except DestinationError as exc:
-            raise click.BadParameter(f"{exc} (fields: {', '.join(TEMPLATE_FIELDS)})", ctx, param) from None
-    return value
-
-
 @cli.command("download-all")
 @click.argument("dest", type=click.Path(path_type=Path))
 @click.option("--status", type=STATUSES, help="Only faxes with this status.")
@@ -281,7 +254,7 @@ def _check_template(ctx: click.Context, param: click.Parameter, value: str | Non
 @click.option(
     "--template",
     "path_template",
-    callback=_check_template,
+    callback=check_template_option,
     help="File layout, e.g. '{received_at:%Y/%m/%d}/{id}.{ext}' (fields: " + ", ".join(TEMPLATE_FIELDS) + ").",
 )
 @click.option("--overwrite", is_flag=True, help="Replace existing files that are not in the manifest.")
@@ -449,6 +422,9 @@ def _attach_optional_commands() -> None:
     from ._demo import demo_command
 
     cli.add_command(demo_command, "demo")
+    from ._mirror import mirror_group
+
+    cli.add_command(mirror_group, "mirror")
 
 
 _attach_optional_commands()

@@ -19,7 +19,9 @@ from rich.text import Text
 
 from .._client import FaxClient
 from .._converter import unstructure
-from .._exceptions import AudianError
+from .._exceptions import AudianError, DestinationError
+from .._models import FaxStatus, ReceivedFax
+from .._paths import render_template, template_fields
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -173,3 +175,31 @@ class DateTimeParam(click.ParamType):  # type: ignore[type-arg,unused-ignore]  #
 
 
 DATETIME = DateTimeParam()
+
+
+#: A fax with every field set, to try a ``--template`` on.
+_SAMPLE_FAX = ReceivedFax(
+    id="fax_received_123",
+    from_number="+12025551234",
+    to_number="+15551234567",
+    pages=1,
+    received_at=datetime(2024, 2, 4, 13, 15, tzinfo=UTC),
+    status=FaxStatus.RECEIVED,
+    from_name="John Smith",
+    file_size=1,
+    created_at=datetime(2024, 2, 4, 13, 15, tzinfo=UTC),
+)
+
+
+#: The fields a ``--template`` may use (``render_template``'s).
+TEMPLATE_FIELDS = tuple(template_fields(_SAMPLE_FAX))
+
+
+def check_template_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Refuse a template that cannot lay out a fax before any fax is listed (not once per fax)."""
+    if value is not None:
+        try:
+            render_template(value, _SAMPLE_FAX)
+        except DestinationError as exc:
+            raise click.BadParameter(f"{exc} (fields: {', '.join(TEMPLATE_FIELDS)})", ctx, param) from None
+    return value

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -186,3 +187,69 @@ def test_observability_example_prints_the_bulk_runs_span_tree_and_metrics(tmp_pa
     assert [p["value"] for p in points["audian.downloads.in_flight"]] == [0]
     assert sum(p["value"] for p in points["audian.retries"]) == 2
     assert "6 faxes saved" in done.stderr
+
+
+# -- examples/mirror_service.py under uvicorn -------------------------------------------------------
+
+
+def test_mirror_service_example_catches_up_then_mirrors_a_fax_the_emulator_delivers(
+    audian_emulator: Emulator,
+    audian_admin: AdminClient,
+    audian_api_key: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from audian_fax_async.mirror import read_status
+
+    monkeypatch.setenv("AUDIAN_API_KEY", audian_api_key)
+    monkeypatch.setenv("AUDIAN_BASE_URL", audian_emulator.base_url)
+    dest = tmp_path / "mirror"
+    app = load_example("mirror_service.py").create_app(dest_dir=dest)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=5)
+    server = uvicorn.Server(config)
+    serving = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn-mirror", daemon=True)
+    account = audian_admin.stats(audian_api_key)["faxes"]
+    serving.start()
+    health: dict[str, Any] = {}
+    try:
+        with (
+            httpx2.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as local,
+            httpx2.Client(base_url=audian_emulator.base_url, headers={"X-Auth-Token": audian_api_key}) as api,
+        ):
+
+            def faxes_complete() -> int:
+                try:
+                    answer = local.get("/fax-mirror/healthz")
+                except httpx2.HTTPError:
+                    return -1
+                nonlocal health
+                health = answer.json()
+                return int(health["faxes"]["complete"])
+
+            deadline = time.monotonic() + 60
+            while faxes_complete() < account and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert health["faxes"]["complete"] == account, health
+            hook = {"url": f"http://127.0.0.1:{port}/fax-mirror/webhook", "events": ["fax_received"]}
+            assert api.post("/fax/webhooks", json=hook).status_code == 201
+            fax_id = audian_admin.arrive(audian_api_key)["id"]
+            while faxes_complete() < account + 1 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert health["faxes"]["complete"] == account + 1 and health["webhooks"]["seen"] == 1, health
+            assert "complete" in local.get("/status").json()["mirror"]
+            fax = api.get(f"/fax/received/{fax_id}").json()
+    finally:
+        server.should_exit = True
+        serving.join(timeout=30)
+        sock.close()
+    assert not serving.is_alive(), "uvicorn did not stop"
+    saved = dest / f"{fax_id}.pdf"
+    assert hashlib.sha256(saved.read_bytes()).hexdigest() == audian_admin.document_sha256(audian_api_key, fax_id)
+    assert fax["status"] == "processed"
+    status = read_status(dest)  # the lifespan's end stopped the mirror and saved its state
+    assert status.state == "stopped" and status.faxes.complete == account + 1
+    assert len(list(dest.glob("*.pdf"))) == account + 1
