@@ -28,6 +28,7 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from attrs import define, field
 
+from ._blocking import run_blocking
 from ._download import FileDownload
 from ._exceptions import AudianError, DestinationError, InvalidRequestError
 from ._manifest import MANIFEST_NAME, Manifest, ManifestEntry
@@ -112,6 +113,8 @@ class BulkDownload:
     free; a fax may come again once its outcome is out, never while it is in flight), and
     ``download_slot``, called for each fax to give an async context manager held around each of
     its download attempts (before the client's own slot), for ordering downloads across sources.
+    ``urgent`` says which faxes' file work (the temporary file, the commit) must not queue behind
+    the others' for the few worker threads the SDK's file work shares (``_blocking``).
     """
 
     def __init__(
@@ -129,6 +132,7 @@ class BulkDownload:
         options: CallOptions | None = None,
         faxes: AsyncIterable[ReceivedFax] | None = None,
         download_slot: Callable[[ReceivedFax], AbstractAsyncContextManager[object]] | None = None,
+        urgent: Callable[[ReceivedFax], bool] | None = None,
     ) -> None:
         if after not in (None, "processed", "archived"):
             raise InvalidRequestError(f"after must be None, 'processed' or 'archived'; got {after!r}")
@@ -147,6 +151,7 @@ class BulkDownload:
         self._options: CallOptions = options or {}
         self._source = faxes
         self._download_slot = download_slot
+        self._urgent = urgent
         limit = client.max_concurrent_downloads
         self._concurrency = max(1, min(concurrency or limit, limit))
         #: How many workers take faxes (two per download slot).
@@ -175,12 +180,13 @@ class BulkDownload:
         if self._entered:
             raise RuntimeError("a BulkDownload can be run only once")
         self._entered = True
-        self._done = await anyio.to_thread.run_sync(self._prepare)
+        self._done = await run_blocking(self._prepare)
         for entry in self._done.values():
             self._claims.setdefault(entry.path, entry.id)
         send, receive = anyio.create_memory_object_stream[DownloadOutcome](self._concurrency)
         self._receive = receive
-        self._span = self._client._telemetry.bulk()
+        # A run fed by a source (the mirror) may last for days: its downloads are spans of their own.
+        self._span = self._client._telemetry.bulk(traced=self._source is None)
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._tg.start_soon(self._engine, send)
@@ -351,6 +357,7 @@ class BulkDownload:
             path = self.dest_dir / relative
             entry = self._done.get(fax.id)
             self._claim(fax, relative, path)
+            urgent = self._urgent is not None and self._urgent(fax)
             job = FileDownload(
                 self._client,
                 fax.id,
@@ -362,8 +369,9 @@ class BulkDownload:
                 on_retry=self._count_retry,
                 on_commit=lambda done: self._commit(self._entry(fax.id, relative, done)),
                 limiter=self._download_slot(fax) if self._download_slot is not None else self._slots,
+                urgent=urgent,
             )
-            kept = await anyio.to_thread.run_sync(self._prepare_fax, fax, relative, path, entry, job)
+            kept = await run_blocking(self._prepare_fax, fax, relative, path, entry, job, urgent=urgent)
             if kept is not None:
                 return await self._finished(fax, OutcomeKind.SKIPPED, self.dest_dir / kept.path, kept)
             self.progress.in_flight += 1

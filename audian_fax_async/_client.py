@@ -213,6 +213,8 @@ class FaxClient:
             timeout=DEFAULT_TIMEOUT if isinstance(timeout, NotGiven) else as_timeout(timeout), transport=transport
         )
         self._telemetry = telemetry_for(telemetry)  # shared by with_options() copies
+        self.telemetry_options = telemetry
+        """The ``telemetry`` given (None: the global providers), for the parts that report beside it."""
         self._closed = False
         self._parent: FaxClient | None = None  # the client a with_options() copy shares its pool with
         self._client_slots: anyio.CapacityLimiter | None = None  # made in the first download's loop

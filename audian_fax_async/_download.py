@@ -27,6 +27,7 @@ from typing import IO, TYPE_CHECKING, TypeVar
 import anyio
 import httpx2
 
+from ._blocking import run_blocking
 from ._body import BodyPlan, Progress, Restart, check_complete, plan_body, range_headers
 from ._exceptions import APITimeoutError, DestinationError, IncompleteDownloadError
 from ._models import DownloadResult, ReceivedFax
@@ -66,16 +67,17 @@ class _FileSink:
     right after the file stands.
     """
 
-    __slots__ = ("_file", "_hasher", "final", "temp")
+    __slots__ = ("_file", "_hasher", "final", "temp", "urgent")
 
-    def __init__(self, final: Path) -> None:
+    def __init__(self, final: Path, *, urgent: bool = False) -> None:
         self.final = final
+        self.urgent = urgent
         self.temp = partial_name(final)
         self._file: IO[bytes] | None = None
         self._hasher = hashlib.sha256()
 
     async def open(self, *, overwrite: bool) -> None:
-        await anyio.to_thread.run_sync(self.open_now, overwrite)
+        await run_blocking(self.open_now, overwrite, urgent=self.urgent)
 
     def open_now(self, overwrite: bool) -> None:
         """Create the temporary file (blocking: from a worker thread)."""
@@ -110,7 +112,7 @@ class _FileSink:
         """fsync, move into place atomically, fsync the folder, then ``then(sha256)``; its result."""
         try:
             with anyio.CancelScope(shield=True):
-                result = await anyio.to_thread.run_sync(self._commit, overwrite, then)
+                result = await run_blocking(self._commit, overwrite, then, urgent=self.urgent)
         except FileExistsError:
             raise DestinationError(f"{self.final} already exists (pass overwrite=True to replace it)") from None
         except OSError as exc:
@@ -145,7 +147,7 @@ class _FileSink:
     async def discard(self) -> None:
         """Close and remove the temporary file (also while being cancelled)."""
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(self.discard_now)
+            await run_blocking(self.discard_now, urgent=self.urgent)
 
     def discard_now(self) -> None:
         if self._file is not None and not self._file.closed:
@@ -292,6 +294,7 @@ class FileDownload:
         max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES,
         on_commit: Callable[[DownloadResult], None] | None = None,
         limiter: AbstractAsyncContextManager[object] | None = None,
+        urgent: bool = False,
     ) -> None:
         self.client, self.fax_id, self.final, self.fax = client, fax_id, final, fax
         self.limiter = limiter
@@ -302,7 +305,7 @@ class FileDownload:
         self.file_size = fax.file_size if fax is not None else None
         self.attempts = 0
         self.state = Progress()
-        self.sink = _FileSink(final)
+        self.sink = _FileSink(final, urgent=urgent)  # urgent: its file work never waits for other downloads'
         self.span: Call = NO_CALL  # the download's span while it runs
 
     def open_now(self) -> None:

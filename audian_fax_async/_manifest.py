@@ -20,6 +20,7 @@ from pathlib import Path
 import anyio
 from attrs import frozen
 
+from ._blocking import run_blocking
 from ._exceptions import DestinationError
 
 __all__ = ["MANIFEST_NAME", "Manifest", "ManifestEntry"]
@@ -102,7 +103,7 @@ class Manifest:
     async def append(self, entry: ManifestEntry) -> None:
         """Append ``entry`` and fsync, in a worker thread; a line is written whole or not at all."""
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(self.write, entry)
+            await run_blocking(self.write, entry)
 
     def write(self, entry: ManifestEntry) -> None:
         """Append ``entry`` on a fresh line, then fsync (blocking: from a worker thread)."""

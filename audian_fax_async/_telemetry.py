@@ -233,8 +233,9 @@ class Telemetry:
         span is current while the caller reads it)."""
         return NO_CALL
 
-    def bulk(self) -> Bulk:
-        """The span of one ``download_all`` run (started now, ended by :meth:`Bulk.end`)."""
+    def bulk(self, *, traced: bool = True) -> Bulk:
+        """The span of one ``download_all`` run (started now, ended by :meth:`Bulk.end`); with
+        ``traced=False`` (a run fed by a long-lived source, the mirror) no span, only its counts."""
         return NO_BULK
 
     def delivery(self, headers: Mapping[str, str]) -> Delivery:

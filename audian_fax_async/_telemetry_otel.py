@@ -92,8 +92,8 @@ class OtelTelemetry(Telemetry):
     ) -> Call:
         return _Download(self, client, names.STREAM_SPAN if stream else names.DOWNLOAD_SPAN, path, fax_id, fax)
 
-    def bulk(self) -> Bulk:
-        return _Bulk(self)
+    def bulk(self, *, traced: bool = True) -> Bulk:
+        return _Bulk(self, traced=traced)
 
     def delivery(self, headers: Mapping[str, str]) -> Delivery:
         return _Delivery(self, headers)
@@ -323,9 +323,9 @@ class _Bulk(Bulk):
 
     __slots__ = ("_span", "_telemetry")
 
-    def __init__(self, telemetry: OtelTelemetry) -> None:
+    def __init__(self, telemetry: OtelTelemetry, *, traced: bool) -> None:
         self._telemetry = telemetry
-        tracing = telemetry.tracing()
+        tracing = traced and telemetry.tracing()
         self._span = telemetry.tracer.start_span(names.BULK_SPAN, kind=SpanKind.INTERNAL) if tracing else None
 
     def enter(self) -> None:

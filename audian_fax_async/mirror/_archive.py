@@ -10,9 +10,9 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-import anyio
 import attrs
 
+from .._blocking import run_blocking
 from .._bulk import BulkDownload, ManifestEntry
 from .._exceptions import AudianError
 from .._models import FaxStatus, ReceivedFax
@@ -57,7 +57,7 @@ class Archiver:
         entry = self.engine.completed.get(fax.id)
         if entry is None or entry.marked == FaxStatus.ARCHIVED.value:
             return
-        if not await anyio.to_thread.run_sync(self._verifies, entry):
+        if not await run_blocking(self._verifies, entry):
             logger.warning("fax %s: %s does not match the manifest; not archived", fax.id, entry.path)
             return
         await self.client.received.archive(fax.id)

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Self
 import anyio
 import anyio.abc
 
+from .._blocking import run_blocking
 from .._bulk import AfterAction, BulkDownload, _single_error
 from .._client import check_limit
 from .._exceptions import (
@@ -192,13 +193,17 @@ class Mirror:
             concurrency=None,
             faxes=_Source(self),
             download_slot=self._slot_for,
+            urgent=self._is_live,
         )
         self._page_size = page_size
         self._capacity = client.max_concurrent_downloads
         folder_key = hashlib.sha256(os.fsencode(os.path.abspath(self.dest_dir))).hexdigest()[:16]
         self._claim_prefix = f"mirror:{client.account}:{folder_key}:"
         self.receiver = WebhookReceiver(
-            self._on_delivery, confirm_with=client, store=shared_store or MemoryIdempotencyStore()
+            self._on_delivery,
+            confirm_with=client,
+            store=shared_store or MemoryIdempotencyStore(),
+            telemetry=client.telemetry_options,  # deliveries report where the client's calls do
         )
         """The webhook receiver behind :attr:`app` (its statistics count every delivery)."""
         self.app = MirrorApp(self)
@@ -287,7 +292,7 @@ class Mirror:
         self._caught_up = anyio.Event()
         self._engine_done = anyio.Event()
         self._stop = anyio.Event()
-        contents = await anyio.to_thread.run_sync(self._open_folder)
+        contents = await run_blocking(self._open_folder)
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         try:
@@ -381,8 +386,8 @@ class Mirror:
 
     async def _close_folder(self) -> None:
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(self._journal.close)
-            await anyio.to_thread.run_sync(self._lock.release)
+            await run_blocking(self._journal.close)
+            await run_blocking(self._lock.release)
 
     def _resume(self, contents: JournalContents) -> None:
         """Queue (live, first) what deliveries queued before a stop and did not finish."""
@@ -400,7 +405,7 @@ class Mirror:
         self._pending = {k: v for k, v in self._pending.items() if k not in done and k not in self._by_peer}
         contents = JournalContents(dict(self._pending), dict(self._refused))
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(self._journal.rewrite, contents)
+            await run_blocking(self._journal.rewrite, contents)
 
     # -- the engine ----------------------------------------------------------------------------
 
@@ -414,6 +419,9 @@ class Mirror:
                         await self._record(outcome)
         finally:
             self._engine_done.set()
+
+    def _is_live(self, fax: ReceivedFax) -> bool:
+        return self._queue is not None and self._queue.lane_of(fax.id) is Lane.LIVE
 
     def _slot_for(self, fax: ReceivedFax) -> AbstractAsyncContextManager[object]:
         assert self._gate is not None and self._queue is not None
@@ -520,7 +528,7 @@ class Mirror:
     async def _refuse(self, fax: ReceivedFax, source: str) -> None:
         if fax.id in self._refused:
             return
-        await anyio.to_thread.run_sync(self._journal.append_refused, fax.id, fax.from_number)
+        await run_blocking(self._journal.append_refused, fax.id, fax.from_number)
         self._refused[fax.id] = fax.from_number
         self._emit(
             MirrorEvent(
@@ -547,7 +555,7 @@ class Mirror:
             # In the pending set first: a journal rewrite meanwhile keeps it.
             self._pending[fax.id] = fax
             try:
-                await anyio.to_thread.run_sync(self._journal.append_queued, fax)
+                await run_blocking(self._journal.append_queued, fax)
             except BaseException:
                 self._pending.pop(fax.id, None)
                 raise
@@ -612,7 +620,7 @@ class Mirror:
                 error=error,
             )
             self._state = MirrorState(high_water_mark=mark, last_sweep=record)
-            await anyio.to_thread.run_sync(save_state, self.dest_dir, self._state)
+            await run_blocking(save_state, self.dest_dir, self._state)
             await self._save_journal()
             if self._archiver is not None and error is None:
                 await self._archiver.run()

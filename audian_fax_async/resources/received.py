@@ -13,6 +13,7 @@ from typing import Any, Literal, Unpack
 import anyio
 import attrs
 
+from .._blocking import run_blocking
 from .._bulk import BulkDownload, BulkProgress
 from .._client import check_limit
 from .._download import DocumentStream, download_file
@@ -226,11 +227,11 @@ class Received(Resource):
         """
         check_fax_id(fax_id)
         target = Path(dest)
-        if await anyio.to_thread.run_sync(_as_folder, os.fspath(dest), target):
+        if await run_blocking(_as_folder, os.fspath(dest), target):
             if fax is None:
                 fax = await self.get(fax_id, **options)
             target = target / safe_filename(fax_id, fax.format)
-        elif not await anyio.to_thread.run_sync(target.parent.is_dir):
+        elif not await run_blocking(target.parent.is_dir):
             raise DestinationError(f"folder {target.parent} does not exist")
         return await download_file(self._client, fax_id, target, fax=fax, overwrite=overwrite, options=options)
 
