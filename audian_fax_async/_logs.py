@@ -11,11 +11,16 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
+from typing import TextIO
 
 __all__ = ["LOG_ENV", "setup_logging"]
 
 LOG_ENV = "AUDIAN_LOG"
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
+
+
+class _AudianLogHandler(logging.StreamHandler[TextIO]):
+    """The stderr handler ``AUDIAN_LOG`` adds (told apart from an application's own handlers)."""
 
 
 def setup_logging(env: Mapping[str, str] | None = None) -> logging.Logger:
@@ -24,12 +29,11 @@ def setup_logging(env: Mapping[str, str] | None = None) -> logging.Logger:
     if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
         logger.addHandler(logging.NullHandler())
     level = _LEVELS.get((env if env is not None else os.environ).get(LOG_ENV, "").strip().lower())
-    if level is not None and not any(getattr(h, "audian_log", False) for h in logger.handlers):
-        handler = logging.StreamHandler()
+    if level is not None and not any(isinstance(h, _AudianLogHandler) for h in logger.handlers):
+        handler = _AudianLogHandler()
         handler.setFormatter(
             logging.Formatter("[%(asctime)s %(levelname)s %(name)s] %(message)s", datefmt="%Y-%m-%d %H:%M:%S")
         )
-        handler.audian_log = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
         logger.setLevel(level)
     return logger

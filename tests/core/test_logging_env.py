@@ -55,7 +55,7 @@ def logger() -> Iterator[logging.Logger]:
 
 
 def stream_handlers(logger: logging.Logger) -> list[logging.StreamHandler[Any]]:
-    return [h for h in logger.handlers if type(h) is logging.StreamHandler]
+    return [h for h in logger.handlers if isinstance(h, logging.StreamHandler)]
 
 
 # -- setup_logging -------------------------------------------------------------------------------
